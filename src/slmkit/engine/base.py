@@ -1,0 +1,124 @@
+"""The internal generation API every engine implements and every route calls through."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # end-of-generation token or a stop string
+    LENGTH = "length"  # max_tokens or the slot's context was reached
+    CANCELLED = "cancelled"  # the client went away
+    ERROR = "error"  # the engine failed
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling. ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    grammar: str | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass
+class GenerationRequest:
+    """One sequence to generate. ``prompt`` is already tokenized."""
+
+    prompt: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int | None = None
+    stop: Sequence[str] = ()
+    logprobs: int | None = None  # number of top alternatives; 0 = only the chosen token
+    request_id: str = ""
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]] = field(default_factory=list)
+
+
+@dataclass
+class TokenEvent:
+    """What the engine reports after each step for one sequence.
+
+    ``text`` is the new text that is safe to show (stop strings are held back until
+    they can no longer match). The last event has ``finish_reason`` set.
+    """
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class EventStream(Protocol):
+    """The events of one request; iterate it, and ``cancel()`` (or stop iterating) to free
+    its slot."""
+
+    def __aiter__(self) -> AsyncIterator[TokenEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model that can tokenize, render chat templates and generate."""
+
+    name: str
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one sequence may hold (prompt plus generated)."""
+        ...
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Facts about the loaded model (architecture, parameters, file, ...)."""
+        ...
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+                    tools: list[dict[str, Any]] | None = None) -> str: ...
+
+    def chat_tokens(self, rendered: str) -> list[int]:
+        """Tokenize a rendered chat prompt (adds BOS only when the template did not)."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> EventStream:
+        """Queue one request and return its events. Raises ``Overloaded`` at once when the
+        wait queue is full, so callers can answer before they start a response."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Live figures: running and waiting requests, KV usage, reused tokens."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,74 @@
+"""Per-sequence sampler chains built from SamplingParams (all sampling runs in llama.cpp)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import llama_cpp as ll
+
+from slmkit.engine.base import SamplingParams
+from slmkit.engine.llamacpp.bindings import Context, Model
+from slmkit.errors import InvalidRequest
+
+
+class Sampler:
+    """Owns one ``llama_sampler`` chain; ``sample`` picks and accepts the next token."""
+
+    def __init__(self, model: Model, params: SamplingParams) -> None:
+        self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        try:
+            for stage in _stages(model, params):
+                ll.llama_sampler_chain_add(self.chain, stage)
+        except Exception:
+            self.close()
+            raise
+
+    def sample(self, ctx: Context, index: int) -> int:
+        return int(ll.llama_sampler_sample(self.chain, ctx.ptr, index))
+
+    def accept(self, token: int) -> None:
+        ll.llama_sampler_accept(self.chain, token)
+
+    def close(self) -> None:
+        if self.chain:
+            ll.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+def _stages(model: Model, p: SamplingParams) -> list[ctypes.c_void_p]:
+    stages = []
+    if p.logit_bias:
+        stages.append(_logit_bias(model, p.logit_bias))
+    if p.grammar:
+        grammar = ll.llama_sampler_init_grammar(model.vocab, p.grammar.encode(), b"root")
+        if not grammar:
+            raise InvalidRequest("the grammar could not be parsed", param="response_format")
+        stages.append(grammar)
+    if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        stages.append(ll.llama_sampler_init_penalties(
+            model.n_vocab, p.repeat_last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
+    if p.greedy:
+        stages.append(ll.llama_sampler_init_greedy())
+        return stages
+    if p.top_k > 0:
+        stages.append(ll.llama_sampler_init_top_k(p.top_k))
+    if 0.0 < p.typical_p < 1.0:
+        stages.append(ll.llama_sampler_init_typical(p.typical_p, 1))
+    if 0.0 < p.top_p < 1.0:
+        stages.append(ll.llama_sampler_init_top_p(p.top_p, 1))
+    if p.min_p > 0.0:
+        stages.append(ll.llama_sampler_init_min_p(p.min_p, 1))
+    stages.append(ll.llama_sampler_init_temp(p.temperature))
+    seed = ll.LLAMA_DEFAULT_SEED if p.seed is None else p.seed & 0xFFFFFFFF
+    stages.append(ll.llama_sampler_init_dist(seed))
+    return stages
+
+
+def _logit_bias(model: Model, bias: dict[int, float]) -> ctypes.c_void_p:
+    arr = (ll.llama_logit_bias * len(bias))()
+    for i, (token, value) in enumerate(bias.items()):
+        if not 0 <= token < model.n_vocab:
+            raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary", param="logit_bias")
+        arr[i].token = token
+        arr[i].bias = value
+    return ll.llama_sampler_init_logit_bias(model.n_vocab, len(bias), arr)

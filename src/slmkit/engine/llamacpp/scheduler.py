@@ -1,0 +1,215 @@
+"""Continuous batching: one thread per model owns the context and decodes every active
+sequence in one ``llama_decode`` per step. Requests join and leave between steps."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from slmkit.engine.base import FinishReason, TokenEvent
+from slmkit.engine.llamacpp.bindings import Batch, Context, Model
+from slmkit.engine.llamacpp.sampler import Sampler
+from slmkit.engine.llamacpp.slots import Job, Slot, common_prefix
+from slmkit.errors import Overloaded, ServiceUnavailable, SlmkitError
+
+log = logging.getLogger("slmkit.engine")
+
+
+class Scheduler:
+    """Admits jobs into slots, runs decode steps, samples and hands tokens back."""
+
+    def __init__(self, model: Model, ctx: Context, *, slots: int, max_queue: int, name: str) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.slots = [Slot(seq=i) for i in range(slots)]
+        self.max_queue = max_queue
+        self.waiting: deque[Job] = deque()
+        self.batch = Batch(ctx.n_batch)
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.reused_tokens_total = 0
+        self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
+        self.thread.start()
+
+    # -- called from the event loop -------------------------------------------------
+    def submit(self, job: Job) -> None:
+        with self.cond:
+            if self.stopping:
+                raise ServiceUnavailable("the model is shutting down")
+            free = sum(not s.busy for s in self.slots)
+            if len(self.waiting) >= free + self.max_queue:
+                raise Overloaded(f"server busy: {self.max_queue} requests already waiting", retry_after=1)
+            self.waiting.append(job)
+            self.cond.notify()
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        with self.cond:
+            self.cond.notify()
+
+    def stats(self) -> dict[str, float]:
+        cells = len(self.slots) * self.ctx.n_ctx_seq
+        return {
+            "running": sum(s.busy for s in self.slots),
+            "waiting": len(self.waiting),
+            "slots": len(self.slots),
+            "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
+            "prefix_cache_hit_tokens_total": self.reused_tokens_total,
+        }
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        self.thread.join()
+        self.batch.close()
+
+    # -- the scheduler thread ----------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while self._wait_for_work():
+                self._admit()
+                self._drop_cancelled()
+                if any(s.busy for s in self.slots):
+                    self._step()
+        except Exception as exc:  # pragma: no cover - a bug or a crash in llama.cpp
+            log.exception("scheduler crashed")
+            self._fail_all(f"engine failure: {exc}")
+        finally:
+            self._fail_all("the model was unloaded", reason=FinishReason.CANCELLED)
+
+    def _wait_for_work(self) -> bool:
+        with self.cond:
+            while not self.stopping and not self.waiting and not any(s.busy for s in self.slots):
+                self.cond.wait()
+            return not self.stopping
+
+    def _admit(self) -> None:
+        while True:
+            with self.cond:
+                free = [s for s in self.slots if not s.busy]
+                if not free or not self.waiting:
+                    return
+                job = self.waiting.popleft()
+            if job.cancelled:
+                job.send(_cancel_event(job))
+                continue
+            self._place(job, free)
+
+    def _place(self, job: Job, free: list[Slot]) -> None:
+        prompt = job.request.prompt
+        slot = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
+        reused = min(common_prefix(slot.cached, prompt), len(prompt) - 1)
+        if not self.ctx.seq_rm(slot.seq, reused, -1):
+            self.ctx.seq_rm(slot.seq, -1, -1)
+            reused = 0
+        try:
+            sampler = Sampler(self.model, job.request.sampling)
+        except SlmkitError as exc:
+            job.send(_error_event(job, exc.message))
+            return
+        slot.start(job, reused, sampler)
+        self.reused_tokens_total += reused
+
+    def _drop_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.job is not None and slot.job.cancelled:
+                slot.job.send(slot.event("", [], FinishReason.CANCELLED))
+                slot.release()
+
+    def _step(self) -> None:
+        batch = self.batch
+        batch.clear()
+        active = [s for s in self.slots if s.busy]
+        for slot in active:
+            slot.batch_index = -1
+            if not slot.pending:
+                slot.batch_index = batch.add(slot.last_token, len(slot.cached), slot.seq, True)
+                slot.cached.append(slot.last_token)
+        for slot in sorted((s for s in active if s.pending), key=lambda s: s.admitted_at):
+            self._add_prompt_chunk(slot)
+        if batch.n == 0:
+            return
+        rc = self.ctx.decode(batch)
+        if rc != 0:
+            self._fail_active(active, f"llama_decode failed with code {rc}")
+            return
+        for slot in active:
+            if slot.batch_index >= 0 and slot.sampler is not None:
+                self._on_token(slot, slot.sampler.sample(self.ctx, slot.batch_index))
+
+    def _add_prompt_chunk(self, slot: Slot) -> None:
+        take = min(self.batch.free, len(slot.pending))
+        if take <= 0:
+            return
+        chunk, slot.pending = slot.pending[:take], slot.pending[take:]
+        start = len(slot.cached)
+        for j, token in enumerate(chunk):
+            index = self.batch.add(token, start + j, slot.seq, False)
+        slot.cached.extend(chunk)
+        if not slot.pending:
+            self.batch.raw.logits[index] = True
+            slot.batch_index = index
+
+    def _on_token(self, slot: Slot, token: int) -> None:
+        if not slot.first_token_at:
+            slot.first_token_at = time.perf_counter()
+        request = slot.job.request if slot.job else None
+        assert request is not None
+        if self.model.is_eog(token):
+            self._finish(slot, *self._drain(slot, "", FinishReason.STOP))
+            return
+        slot.generated += 1
+        text, hit = slot.stops.feed(slot.text.feed(self.model.piece(token)))
+        if hit:
+            self._finish(slot, text, FinishReason.STOP, token)
+        elif (request.max_tokens is not None and slot.generated >= request.max_tokens) or (
+            len(slot.cached) + 1 >= self.ctx.n_ctx_seq
+        ):
+            self._finish(slot, *self._drain(slot, text, FinishReason.LENGTH), token)
+        else:
+            slot.last_token = token
+            assert slot.job is not None
+            slot.job.send(slot.event(text, [token]))
+
+    @staticmethod
+    def _drain(slot: Slot, text: str, reason: FinishReason) -> tuple[str, FinishReason]:
+        """Flush held-back bytes and text at the end of a sequence."""
+        tail, hit = slot.stops.feed(slot.text.flush())
+        if hit:
+            return text + tail, FinishReason.STOP
+        return text + tail + slot.stops.flush(), reason
+
+    def _finish(self, slot: Slot, text: str, reason: FinishReason, token: int | None = None) -> None:
+        assert slot.job is not None
+        slot.job.send(slot.event(text, [] if token is None else [token], reason))
+        slot.release()
+
+    def _fail_active(self, active: list[Slot], message: str) -> None:
+        log.error(message)
+        for slot in active:
+            if slot.job is not None:
+                slot.job.send(slot.event("", [], FinishReason.ERROR, error=message))
+                slot.release()
+            self.ctx.seq_rm(slot.seq, -1, -1)
+            slot.cached = []
+
+    def _fail_all(self, message: str, reason: FinishReason = FinishReason.ERROR) -> None:
+        for slot in self.slots:
+            if slot.job is not None:
+                slot.job.send(slot.event("", [], reason, error=message))
+                slot.release()
+        with self.cond:
+            waiting, self.waiting = list(self.waiting), deque()
+        for job in waiting:
+            job.send(_error_event(job, message) if reason is FinishReason.ERROR else _cancel_event(job))
+
+
+def _cancel_event(job: Job) -> TokenEvent:
+    return TokenEvent(finish_reason=FinishReason.CANCELLED, prompt_tokens=len(job.request.prompt))
+
+
+def _error_event(job: Job, message: str) -> TokenEvent:
+    return TokenEvent(finish_reason=FinishReason.ERROR, error=message, prompt_tokens=len(job.request.prompt))

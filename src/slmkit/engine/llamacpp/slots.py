@@ -1,0 +1,107 @@
+"""One slot: a KV sequence in the context, and the request (if any) decoding in it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from slmkit.engine.base import FinishReason, GenerationRequest, TokenEvent
+from slmkit.engine.llamacpp.sampler import Sampler
+from slmkit.engine.stops import StopMatcher, Utf8Stream
+
+
+@dataclass(eq=False)
+class Job:
+    """A request travelling from the event loop to the scheduler thread and back."""
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[TokenEvent] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    done: bool = False
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+    def send(self, event: TokenEvent) -> None:
+        """Hand an event to the job's event loop (called from the scheduler thread)."""
+        if event.finish_reason is not None:
+            self.done = True
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(eq=False)
+class Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to read
+    sampler: Sampler | None = None
+    last_token: int = -1  # sampled, not yet decoded
+    batch_index: int = -1  # where this step's logits are, -1 if none
+    generated: int = 0
+    reused: int = 0
+    last_used: float = 0.0
+    admitted_at: float = 0.0
+    first_token_at: float = 0.0
+    text: Utf8Stream = field(default_factory=Utf8Stream)
+    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.job is not None and bool(self.pending)
+
+    def start(self, job: Job, reused: int, sampler: Sampler) -> None:
+        self.job = job
+        self.cached = self.cached[:reused]
+        self.pending = job.request.prompt[reused:]
+        self.reused = reused
+        self.sampler = sampler
+        self.generated = 0
+        self.last_token = -1
+        self.batch_index = -1
+        self.text = Utf8Stream()
+        self.stops = StopMatcher(job.request.stop)
+        self.admitted_at = time.perf_counter()
+        self.first_token_at = 0.0
+
+    def event(self, text: str, tokens: list[int], finish: FinishReason | None = None,
+              error: str | None = None) -> TokenEvent:
+        assert self.job is not None
+        ev = TokenEvent(text=text, token_ids=tokens, finish_reason=finish,
+                        prompt_tokens=len(self.job.request.prompt),
+                        completion_tokens=self.generated, cached_tokens=self.reused, error=error)
+        if finish is not None:
+            ev.timings = self._timings()
+        return ev
+
+    def _timings(self) -> dict[str, float]:
+        assert self.job is not None
+        now = time.perf_counter()
+        first = self.first_token_at or now
+        return {
+            "queue_s": self.admitted_at - self.job.enqueued_at,
+            "prompt_s": first - self.admitted_at,
+            "generation_s": now - first,
+            "total_s": now - self.job.enqueued_at,
+        }
+
+    def release(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+        self.sampler = None
+        self.job = None
+        self.pending = []
+        self.batch_index = -1
+        self.last_used = time.perf_counter()

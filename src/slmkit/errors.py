@@ -1,0 +1,111 @@
+"""One error hierarchy for the whole package.
+
+Every expected failure is a subclass of :class:`SlmkitError`. Each carries an HTTP
+status, a machine-readable ``code`` and, where it applies, the request parameter at
+fault. The server renders them once (see ``server/errors.py``); the CLI prints their
+message on one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class SlmkitError(Exception):
+    """Base of every error slmkit raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+    type: str = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the error should be sent with."""
+        return {}
+
+
+class InvalidRequest(SlmkitError):
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelNotFound(SlmkitError):
+    status = 404
+    code = "model_not_found"
+    type = "invalid_request_error"
+
+
+class ModelLoadError(SlmkitError):
+    status = 500
+    code = "model_load_failed"
+
+
+class Unauthorized(SlmkitError):
+    status = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+
+class Forbidden(SlmkitError):
+    status = 403
+    code = "model_not_allowed"
+    type = "permission_error"
+
+
+class _RetryLater(SlmkitError):
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class Overloaded(_RetryLater):
+    """The wait queue is full."""
+
+    status = 429
+    code = "server_overloaded"
+    type = "server_error"
+
+
+class RateLimited(_RetryLater):
+    status = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+
+
+class ServiceUnavailable(_RetryLater):
+    """The server is draining or not ready."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class EngineError(SlmkitError):
+    """The engine failed while generating."""
+
+    status = 500
+    code = "engine_error"
+
+
+class StoreError(SlmkitError):
+    """A problem with the local model store (bad name, corrupt file, ...)."""
+
+    status = 400
+    code = "store_error"
+    type = "invalid_request_error"

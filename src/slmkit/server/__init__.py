@@ -1,0 +1,1 @@
+"""The HTTP server: OpenAI (and later Ollama) APIs over one generation service."""

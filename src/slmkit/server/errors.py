@@ -1,0 +1,62 @@
+"""Render every error once, in the shape of the API that was called."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from slmkit.errors import InvalidRequest, SlmkitError
+
+log = logging.getLogger("slmkit.server")
+
+
+def is_ollama(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def openai_error_body(exc: SlmkitError) -> dict[str, Any]:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+
+
+def error_response(request: Request, exc: SlmkitError) -> JSONResponse:
+    body = {"error": exc.message} if is_ollama(request) else openai_error_body(exc)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+
+
+def validation_to_error(exc: RequestValidationError) -> InvalidRequest:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(f"Malformed JSON body: {first.get('ctx', {}).get('error', 'invalid JSON')}")
+    # pydantic adds the union member's type name to the location; drop it for the param
+    param = ".".join(p for p in loc if not p[:1].isupper() and not p.startswith(("str", "list[", "int")))
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "missing":
+        message = f"'{param}' is a required property"
+    else:
+        message = f"Invalid value for '{param}': {message}" if param else message
+    return InvalidRequest(message, param=param or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SlmkitError)
+    async def _slmkit(request: Request, exc: SlmkitError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, validation_to_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = SlmkitError(str(exc.detail), code="not_found" if exc.status_code == 404 else "http_error")
+        err.status = exc.status_code
+        err.type = "invalid_request_error"
+        return error_response(request, err)

@@ -1,0 +1,53 @@
+"""The models a server has loaded, by the name clients use."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slmkit.engine.base import Engine
+from slmkit.engine.llamacpp.engine import LlamaCppEngine
+from slmkit.errors import ModelNotFound
+from slmkit.settings import Settings
+from slmkit.store.resolve import resolve_model
+
+log = logging.getLogger("slmkit.server")
+
+
+class ModelRegistry:
+    """Loads the configured models and hands out their engines."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engines: dict[str, Engine] = {}
+        self._loaded_at: dict[str, int] = {}
+        self.default: str | None = None
+
+    def load_configured(self) -> None:
+        for spec in self.settings.server.models:
+            resolved = resolve_model(spec)
+            if resolved.name in self._engines:
+                continue
+            started = time.perf_counter()
+            self._engines[resolved.name] = LlamaCppEngine(resolved.name, resolved.path, self.settings.engine)
+            self._loaded_at[resolved.name] = int(time.time())
+            log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, time.perf_counter() - started)
+            self.default = self.default or resolved.name
+
+    def get(self, name: str | None) -> Engine:
+        key = (name or self.default or "").lower()
+        engine = self._engines.get(key)
+        if engine is None:
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        return engine
+
+    def names(self) -> list[str]:
+        return list(self._engines)
+
+    def loaded_at(self, name: str) -> int:
+        return self._loaded_at[name]
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()

@@ -1,0 +1,1 @@
+"""Routes: decode a request, call the service, encode the answer."""

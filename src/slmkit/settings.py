@@ -1,0 +1,78 @@
+"""The one settings tree. Environment variables use the ``SLM_`` prefix.
+
+Nested values use a double underscore: ``SLM_ENGINE__PARALLEL=8``. A few common ones have
+short aliases handled by the CLI (``--parallel`` and so on); everything is loaded here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("SLM_HOME", Path.home() / ".slmkit")).expanduser()
+
+
+class EngineSettings(BaseModel):
+    """How each loaded model's engine runs."""
+
+    parallel: int = Field(4, ge=1, le=256, description="Slots: sequences decoded together.")
+    ctx_size: int = Field(2048, ge=64, description="Context length of each slot, in tokens.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
+    batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
+    context_overflow: Literal["error", "truncate"] = "error"
+
+    def n_threads(self) -> int:
+        return self.threads or max(1, os.cpu_count() or 1)
+
+
+class StoreSettings(BaseModel):
+    """Where models live."""
+
+    home: Path = Field(default_factory=_default_home)
+
+
+class ServerSettings(BaseModel):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL])
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_tokens_cap: int = Field(32768, ge=1)
+    max_n: int = Field(8, ge=1)
+
+
+class Settings(BaseSettings):
+    """Root of the settings tree."""
+
+    model_config = SettingsConfigDict(env_prefix="SLM_", env_nested_delimiter="__", extra="ignore")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    log_level: str = "info"
+
+    @property
+    def default_model(self) -> str:
+        return self.server.models[0]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from the environment; keyword overrides such as ``engine__parallel=8``
+    (double underscore between section and key) win over it. ``None`` values are ignored."""
+    tree: dict[str, dict[str, object]] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition("__")
+        tree.setdefault(section, {})[key] = value
+    return Settings(**tree)  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""Shared fixtures: real servers with the embedded model, the official OpenAI spec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.helpers import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT.parent / "shared" / "specs"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """8 slots of 1024 tokens: the main server the API tests talk to."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    proc = ServerProcess("--parallel", "8", "--ctx-size", "1024", "--threads", "2", log=log)
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="session")
+def one_slot_server() -> Iterator[ServerProcess]:
+    proc = ServerProcess("--parallel", "1", "--ctx-size", "1024", "--threads", "2")
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def aclient(server: ServerProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+MODEL = "smollm2-135m-instruct"
