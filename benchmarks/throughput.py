@@ -21,7 +21,7 @@ from pathlib import Path
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import ServerProcess  # noqa: E402
+from tests.helpers import ServerProcess
 
 MODEL = "smollm2-135m-instruct"
 TOPICS = ["the sea", "a robot", "green tea", "mountains", "a violin", "the moon", "bread", "winter",

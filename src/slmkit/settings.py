@@ -56,9 +56,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SLM_", env_nested_delimiter="__", extra="ignore")
 
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    engine: EngineSettings = Field(default_factory=EngineSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    server: ServerSettings = ServerSettings()
+    engine: EngineSettings = EngineSettings()
+    store: StoreSettings = StoreSettings()
     log_level: str = "info"
 
     @property

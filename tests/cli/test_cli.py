@@ -23,7 +23,7 @@ def test_version() -> None:
 
 
 def test_run_one_shot_answers() -> None:
-    out = _slm("run", "smollm2-135m-instruct", "What is the capital of France?", "--temperature", "0",
+    out = _slm("run", "smollm2-135m-instruct", "Which city is the capital of France?", "--temperature", "0",
                "--max-tokens", "20")
     assert out.returncode == 0, out.stderr
     assert "paris" in out.stdout.lower()

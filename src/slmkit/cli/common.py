@@ -43,7 +43,11 @@ def handle_errors(func: F) -> F:
 
 def engine_options(func: F) -> F:
     """--parallel, --ctx-size and --threads, shared by serve and run."""
-    func = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")(func)
-    func = click.option("--ctx-size", type=click.IntRange(min=64), default=None, help="Context per slot, in tokens [2048].")(func)
-    func = click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, help="Slots decoded together [4].")(func)
+    options = [
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [all cores]."),
+        click.option("--ctx-size", type=click.IntRange(min=64), default=None, help="Context per slot [2048]."),
+        click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, help="Slots [4]."),
+    ]
+    for option in options:
+        func = option(func)
     return func

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from slmkit.cli.common import engine_options, handle_errors
 from slmkit.settings import load_settings
 
+SWITCH_INTERVAL_S = 0.0005
+
 
 @click.command()
 @click.option("--host", default=None, help="Address to bind [127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port [8080].")
-@click.option("--model", "-m", "models", multiple=True, help="Model to serve (repeat for several) [smollm2-135m-instruct].")
+@click.option("--model", "-m", "models", multiple=True,
+              help="Model to serve; repeat for several [smollm2-135m-instruct].")
 @click.option("--max-queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot [64].")
 @engine_options
 @handle_errors
@@ -30,5 +35,8 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
 
     for spec in settings.server.models:
         resolve_model(spec)
+    # The scheduler thread needs the GIL back after every llama_decode; Python's default 5 ms
+    # switch interval would make it wait behind the event loop that long on each step.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
                 log_level=settings.log_level, timeout_graceful_shutdown=5)

@@ -63,11 +63,11 @@ class Generation:
         try:
             remaining = len(tasks)
             while remaining:
-                index, event = await queue.get()
-                if event is None:
+                index, item = await queue.get()
+                if item is None:
                     remaining -= 1
                 else:
-                    yield index, event
+                    yield index, item
         finally:
             for task in tasks:
                 task.cancel()
@@ -133,12 +133,13 @@ class GenerationService:
     def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
         return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
 
-    def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions) -> Generation:
+    def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
+              *, prompt_param: str = "messages") -> Generation:
         """Check limits, then queue one request per prompt and choice. Errors raise here,
         before any response starts, and nothing reaches the engine."""
         engine = self.engine(model)
         for prompt in prompts:
-            self._check_context(engine, prompt, options.max_tokens)
+            self._check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
                               max_tokens=options.max_tokens, stop=options.stop)
@@ -156,16 +157,17 @@ class GenerationService:
                           prompts=prompts, n=options.n, streams=streams)
 
     @staticmethod
-    def _check_context(engine: Engine, prompt: list[int], max_tokens: int | None) -> None:
+    def _check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:
         limit = engine.context_length
         if not prompt:
-            raise InvalidRequest("the prompt is empty", param="prompt")
+            raise InvalidRequest(f"the {param} are empty", param=param)
         wanted = len(prompt) + (max_tokens or 1)
         if wanted > limit:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{wanted} tokens ({len(prompt)} in the prompt, {max_tokens or 1} for the completion).",
-                param="messages",
+                f"{wanted} tokens ({len(prompt)} in the {param}, {max_tokens or 1} for the completion). "
+                f"Please reduce the length of the {param} or max_tokens.",
+                param=param,
             )
 
     async def collect(self, generation: Generation) -> GenerationResult:

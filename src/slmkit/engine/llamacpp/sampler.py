@@ -69,6 +69,6 @@ def _logit_bias(model: Model, bias: dict[int, float]) -> ctypes.c_void_p:
     for i, (token, value) in enumerate(bias.items()):
         if not 0 <= token < model.n_vocab:
             raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary", param="logit_bias")
-        arr[i].token = token
+        arr[i].token = token  # type: ignore[assignment]
         arr[i].bias = value
-    return ll.llama_sampler_init_logit_bias(model.n_vocab, len(bias), arr)
+    return ll.llama_sampler_init_logit_bias(model.n_vocab, len(bias), arr)  # type: ignore[no-any-return]

@@ -126,7 +126,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = service.engine(body.model)
     prompts = _completion_prompts(engine, body.prompt)
-    generation = service.start(engine.name, prompts, _options(body, _max_tokens(request, body.token_limit())))
+    generation = service.start(engine.name, prompts, _options(body, _max_tokens(request, body.token_limit())),
+                               prompt_param="prompt")
     echo = [engine.detokenize(p) if body.echo else "" for p in generation.prompts]
     if body.stream:
         return _stream(_completion_chunks(generation, body.include_usage, echo))
