@@ -18,9 +18,14 @@ SWITCH_INTERVAL_S = 0.0005
 @click.option("--model", "-m", "models", multiple=True,
               help="Model to serve; repeat for several [smollm2-135m-instruct].")
 @click.option("--max-queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot [64].")
+@click.option("--context-overflow", type=click.Choice(["error", "truncate"]), default=None,
+              help="A chat longer than the context: answer 400, or drop the oldest messages [error].")
+@click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
+              help="Most prompt tokens read per step, so running streams keep flowing [256].")
 @engine_options
 @handle_errors
 def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
+          context_overflow: str | None, prefill_chunk: int | None,
           parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Serve models over the OpenAI API."""
     import uvicorn
@@ -29,7 +34,8 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
 
     settings = load_settings(server__host=host, server__port=port, server__models=list(models) or None,
                              engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads,
-                             engine__max_queue=max_queue)
+                             engine__max_queue=max_queue, engine__context_overflow=context_overflow,
+                             engine__prefill_chunk=prefill_chunk)
     # Resolve the models now, so a bad name is one line, not a failed startup.
     from slmkit.store.resolve import resolve_model
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from slmkit.engine.base import Engine, EventStream, FinishReason, GenerationRequest, SamplingParams, TokenEvent
-from slmkit.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from starlette.types import Message
+
+from slmkit.engine.base import (
+    Engine,
+    EventStream,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TokenEvent,
+    TokenLogprob,
+)
+from slmkit.errors import ClientDisconnected, ContextLengthExceeded, EngineError, InvalidRequest
 from slmkit.server.registry import ModelRegistry
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -22,6 +34,7 @@ class GenerateOptions:
     max_tokens: int | None = None
     stop: Sequence[str] = ()
     n: int = 1
+    logprobs: int | None = None  # alternatives per token; None = no logprobs
 
 
 @dataclass
@@ -106,6 +119,7 @@ class Usage:
 class ChoiceResult:
     text: str = ""
     finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,8 +144,20 @@ class GenerationService:
     def engine(self, model: str | None) -> Engine:
         return self.registry.get(model)
 
-    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
-        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None) -> list[int]:
+        """Render and tokenize a chat. With the ``truncate`` overflow policy, the oldest
+        non-system messages are dropped (the last one always stays) until it fits."""
+        tokens = engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+        if self.registry.settings.engine.context_overflow != "truncate":
+            return tokens
+        messages = list(messages)
+        while len(tokens) + (max_tokens or 1) > engine.context_length:
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+            if not droppable:
+                break
+            del messages[droppable[0]]
+            tokens = engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+        return tokens
 
     def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
               *, prompt_param: str = "messages") -> Generation:
@@ -142,7 +168,7 @@ class GenerationService:
             self._check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
-                              max_tokens=options.max_tokens, stop=options.stop)
+                              max_tokens=options.max_tokens, stop=options.stop, logprobs=options.logprobs)
             for p in prompts for k in range(options.n)
         ]
         streams: list[EventStream] = []
@@ -179,6 +205,7 @@ class GenerationService:
             usage.add(index, event)
             result = results[index]
             result.text += event.text
+            result.logprobs.extend(event.logprobs)
             if event.finish_reason is not None:
                 result.finish_reason = event.finish_reason
                 result.timings = event.timings
@@ -190,3 +217,23 @@ def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:
     if k == 0 or sampling.seed is None:
         return sampling
     return replace(sampling, seed=sampling.seed + k)
+
+
+async def until_disconnected(receive: Callable[[], Awaitable[Message]], work: Awaitable[T]) -> T:
+    """Await ``work`` unless the client goes away first; then cancel it (freeing its slots)
+    and raise ``ClientDisconnected``."""
+    task = asyncio.ensure_future(work)
+
+    async def wait_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(wait_disconnect())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientDisconnected("the client closed the connection")
