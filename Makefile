@@ -5,7 +5,10 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test install install-test lint clean
+# Debian packages some tests need (promtool). Installed when running as root, as CI does.
+SYSTEM_PKGS := prometheus
+
+.PHONY: run test install install-test system-deps lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +30,16 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/slm serve
 
-test: install-test
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	fi
+
+test: install-test system-deps
 	$(BIN)/python -m pytest
 
 lint: install-test

@@ -7,6 +7,7 @@ import logging
 import click
 
 from slmkit import __version__
+from slmkit.cli.keys import keys
 from slmkit.cli.run import run
 from slmkit.cli.serve import serve
 
@@ -21,6 +22,7 @@ def cli(log_level: str) -> None:
 
 cli.add_command(serve)
 cli.add_command(run)
+cli.add_command(keys)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -14,13 +14,13 @@ from starlette.types import Message
 from slmkit.engine.base import (
     Engine,
     EventStream,
-    FinishReason,
     GenerationRequest,
     SamplingParams,
-    TokenEvent,
-    TokenLogprob,
 )
-from slmkit.errors import ClientDisconnected, ContextLengthExceeded, EngineError, InvalidRequest
+from slmkit.errors import ClientDisconnected, ContextLengthExceeded, Forbidden, InvalidRequest
+from slmkit.server.context import request_context
+from slmkit.server.generation import ChoiceResult, Generation, GenerationResult, raise_if_failed
+from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
 
 T = TypeVar("T")
@@ -37,116 +37,31 @@ class GenerateOptions:
     logprobs: int | None = None  # alternatives per token; None = no logprobs
 
 
-@dataclass
-class Generation:
-    """Started generations (one per choice) for one API request."""
-
-    id: str
-    model: str
-    created: int
-    prompts: list[list[int]]  # one per input; each has ``n`` choices
-    n: int
-    streams: list[EventStream]  # choice i reads prompts[i // n]
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(len(p) for p in self.prompts)
-
-    def usage(self) -> Usage:
-        return Usage(self)
-
-    def cancel(self) -> None:
-        for stream in self.streams:
-            stream.cancel()
-
-    async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
-        """All choices' events, interleaved as they arrive, tagged with the choice index."""
-        if len(self.streams) == 1:
-            async for event in self.streams[0]:
-                yield 0, event
-            return
-        queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
-
-        async def pump(index: int, stream: EventStream) -> None:
-            async for event in stream:
-                await queue.put((index, event))
-            await queue.put((index, None))
-
-        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(self.streams)]
-        try:
-            remaining = len(tasks)
-            while remaining:
-                index, item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                else:
-                    yield index, item
-        finally:
-            for task in tasks:
-                task.cancel()
-            self.cancel()
-
-
-class Usage:
-    """Token counts of a generation, gathered from each choice's latest event.
-
-    The prompt counts once per input however many choices read it, as OpenAI counts it."""
-
-    def __init__(self, generation: Generation) -> None:
-        self._generation = generation
-        self._completion = [0] * len(generation.streams)
-        self._cached = [0] * len(generation.streams)
-
-    def add(self, index: int, event: TokenEvent) -> None:
-        self._completion[index] = event.completion_tokens
-        self._cached[index] = event.cached_tokens
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._generation.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(self._completion)
-
-    @property
-    def cached_tokens(self) -> int:
-        n = self._generation.n
-        return sum(max(self._cached[i:i + n]) for i in range(0, len(self._cached), n))
-
-
-@dataclass
-class ChoiceResult:
-    text: str = ""
-    finish_reason: FinishReason | None = None
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class GenerationResult:
-    generation: Generation
-    choices: list[ChoiceResult]
-    usage: Usage
-
-
-def raise_if_failed(event: TokenEvent) -> None:
-    if event.finish_reason is FinishReason.ERROR:
-        raise EngineError(event.error or "generation failed")
-
-
 class GenerationService:
     """Validates, renders prompts, admits requests to engines and collects results."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: Metrics) -> None:
         self.registry = registry
+        self.metrics = metrics
+        self.limits = registry.settings.server
 
     def engine(self, model: str | None) -> Engine:
-        return self.registry.get(model)
+        """The engine serving ``model``; 404 if unknown, 403 if the caller's key may not use it."""
+        engine = self.registry.get(model)
+        if not request_context().principal.may_use(engine.name):
+            raise Forbidden(f"this API key may not use the model '{engine.name}'", param="model")
+        return engine
+
+    def visible_models(self) -> list[str]:
+        """The loaded models the caller may use."""
+        principal = request_context().principal
+        return [name for name in self.registry.names() if principal.may_use(name)]
 
     def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None) -> list[int]:
         """Render and tokenize a chat. With the ``truncate`` overflow policy, the oldest
         non-system messages are dropped (the last one always stays) until it fits."""
+        if len(messages) > self.limits.max_messages:
+            raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param="messages")
         tokens = engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
         if self.registry.settings.engine.context_overflow != "truncate":
             return tokens
@@ -164,7 +79,12 @@ class GenerationService:
         """Check limits, then queue one request per prompt and choice. Errors raise here,
         before any response starts, and nothing reaches the engine."""
         engine = self.engine(model)
+        if len(options.stop) > self.limits.max_stop:
+            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param="stop")
         for prompt in prompts:
+            if len(prompt) > self.limits.max_prompt_tokens:
+                raise InvalidRequest(f"the {prompt_param} may have at most {self.limits.max_prompt_tokens} tokens",
+                                     param=prompt_param)
             self._check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
@@ -179,8 +99,11 @@ class GenerationService:
             for stream in streams:
                 stream.cancel()
             raise
+        context = request_context()
+        context.add_prompt(engine.name, sum(len(p) for p in prompts))
+        observer = self.metrics.request(engine.name, sum(len(p) for p in prompts), len(streams))
         return Generation(id=uuid.uuid4().hex[:24], model=engine.name, created=int(time.time()),
-                          prompts=prompts, n=options.n, streams=streams)
+                          prompts=prompts, n=options.n, streams=streams, observer=observer, context=context)
 
     @staticmethod
     def _check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:

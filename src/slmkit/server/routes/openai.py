@@ -126,12 +126,13 @@ def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | li
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
-    registry = _service(request).registry
-    return ModelList(data=[ModelCard(id=name, created=registry.loaded_at(name)) for name in registry.names()])
+    service = _service(request)
+    return ModelList(data=[ModelCard(id=name, created=service.registry.loaded_at(name))
+                           for name in service.visible_models()])
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> ModelCard:
-    registry = _service(request).registry
-    engine = registry.get(model_id)
-    return ModelCard(id=engine.name, created=registry.loaded_at(engine.name))
+    service = _service(request)
+    engine = service.engine(model_id)
+    return ModelCard(id=engine.name, created=service.registry.loaded_at(engine.name))
