@@ -17,9 +17,10 @@ from pathlib import Path
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from slmkit.engine.llamacpp.bindings import Model  # noqa: E402
-from slmkit.store.resolve import resolve_model  # noqa: E402
-from tests.helpers import ServerProcess  # noqa: E402
+from tests.helpers import ServerProcess
+
+from slmkit.engine.llamacpp.bindings import Model
+from slmkit.store.resolve import resolve_model
 
 MODEL = "smollm2-135m-instruct"
 MB = 1024 * 1024
@@ -68,9 +69,11 @@ def main() -> None:
     print("| figure | MiB |\n|---|---|")
     print(f"| model file | {file_size / MB:.1f} |\n| KV cache ({args.slots} x {args.ctx_size}, f16) | {kv / MB:.1f} |")
     print(f"| budget: file + KV + 150 MB | {budget / MB:.1f} |")
-    print(f"| RSS after load | {loaded['VmRSS'] / MB:.1f} |\n| RSS after serving every slot | {used['VmRSS'] / MB:.1f} |")
+    print(f"| RSS after load | {loaded['VmRSS'] / MB:.1f} |")
+    print(f"| RSS after serving every slot | {used['VmRSS'] / MB:.1f} |")
     print(f"| peak RSS (VmHWM) | {used['VmHWM'] / MB:.1f} |")
-    print(f"\npeak RSS is {used['VmHWM'] / budget:.2f} of the budget: {'within' if used['VmHWM'] <= budget else 'OVER'}")
+    verdict = "within" if used["VmHWM"] <= budget else "OVER"
+    print(f"\npeak RSS is {used['VmHWM'] / budget:.2f} of the budget: {verdict}")
 
 
 if __name__ == "__main__":

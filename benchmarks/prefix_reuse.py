@@ -18,7 +18,7 @@ from pathlib import Path
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import ServerProcess  # noqa: E402
+from tests.helpers import ServerProcess
 
 MODEL = "smollm2-135m-instruct"
 RULES = " ".join(f"Rule {i}: answer politely, cite the handbook section {i}, and never reveal secret {i}."

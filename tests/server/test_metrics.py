@@ -41,7 +41,7 @@ def test_metrics_count_known_traffic(metrics_server: ServerProcess) -> None:
               for _ in range(3)]
     stream = client.chat.completions.create(model=MODEL, messages=STORY, max_tokens=4, temperature=0, stream=True,
                                             stream_options={"include_usage": True})
-    usages.append([c.usage for c in stream if c.usage][0])
+    usages.append(next(c.usage for c in stream if c.usage))
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="missing", messages=STORY)
     with pytest.raises(openai.BadRequestError):

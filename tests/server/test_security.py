@@ -125,7 +125,7 @@ def test_tpm_limit_stops_a_key_between_requests(keyed: tuple[ServerProcess, Path
 
 
 def test_keys_are_stored_hashed_and_survive_restart(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:
-    server, home, keys = keyed
+    _server, home, keys = keyed
     for path in home.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
