@@ -15,7 +15,7 @@ holds resident once serving; a test holds them within 15% of a real server's RSS
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +109,13 @@ def estimate_entry(entry: CatalogEntry, quant: str | None = None, **kwargs: Any)
     return estimate(dims, quant=quant, **kwargs)
 
 
-def estimate_file(path: Path, **kwargs: Any) -> MemoryEstimate:
+def estimate_file(path: Path, name: str | None = None, **kwargs: Any) -> MemoryEstimate:
     """Estimate from the real dimensions and tensor sizes in a GGUF file."""
     info = read_gguf(path)
-    return estimate(Dims.from_gguf(info), quant=info.file_type, weights_bytes=info.tensor_bytes,
+    dims = Dims.from_gguf(info)
+    if name:
+        dims = replace(dims, name=name)
+    return estimate(dims, quant=info.file_type, weights_bytes=info.tensor_bytes,
                     disk_bytes=path.stat().st_size, **kwargs)
 
 

@@ -7,11 +7,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from slmkit.engine.base import Engine, EventStream, FinishReason, GenerationRequest, SamplingParams, TokenEvent
 from slmkit.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from slmkit.server.registry import ModelRegistry
+from slmkit.store.modelfile import Profile
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -131,7 +136,23 @@ class GenerationService:
         return self.registry.get(model)
 
     def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
+        """Render and tokenize a chat; a served profile adds its SYSTEM, MESSAGEs and TEMPLATE."""
+        profile = self.registry.profile(engine.name)
+        if profile is not None:
+            messages = profile_messages(profile, messages)
+        template = self.registry.profile_template(engine.name)
+        if template is not None:
+            return engine.chat_tokens(template.render(messages, add_generation_prompt=True))
         return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+
+    def with_profile_defaults(self, model: str, body: M) -> M:
+        """The request with the served profile's PARAMETER defaults filled in where it left a field unset."""
+        profile = self.registry.profile(model)
+        if profile is None:
+            return body
+        fields = type(body).model_fields
+        updates = {k: v for k, v in profile.request_defaults().items() if k in fields and getattr(body, k) is None}
+        return body.model_copy(update=updates) if updates else body
 
     def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
               *, prompt_param: str = "messages") -> Generation:
@@ -183,6 +204,17 @@ class GenerationService:
                 result.finish_reason = event.finish_reason
                 result.timings = event.timings
         return GenerationResult(generation, results, usage)
+
+
+def profile_messages(profile: Profile, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile's SYSTEM (unless the request has its own) and MESSAGE history before the request's."""
+    has_system = any(m.get("role") == "system" for m in messages)
+    head = [] if has_system or not profile.system else [{"role": "system", "content": profile.system}]
+    history = [dict(m) for m in profile.messages]
+    if has_system and history:
+        first, rest = messages[0], messages[1:]
+        return [first, *history, *rest] if first.get("role") == "system" else [*history, *messages]
+    return [*head, *history, *messages]
 
 
 def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:

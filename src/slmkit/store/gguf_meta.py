@@ -52,7 +52,9 @@ class GGUFInfo:
     def file_type(self) -> str:
         code = self.metadata.get("general.file_type")
         if code is None:
-            return max(self.tensor_types, key=lambda k: self.tensor_types[k]).lower() if self.tensor_types else "unknown"
+            if not self.tensor_types:
+                return "unknown"
+            return max(self.tensor_types, key=lambda k: self.tensor_types[k]).lower()
         return FTYPE_NAMES.get(int(code), f"type-{code}")
 
     @property
@@ -134,7 +136,8 @@ def _read(r: _Reader, path: Path) -> GGUFInfo:
     for _ in range(n_kv):
         key = r.string()
         metadata[key] = r.value(r.unpack("<I"), key, lengths)
-    total, params, types = 0, 0, {}
+    total, params = 0, 0
+    types: dict[str, int] = {}
     for _ in range(n_tensors):
         r.string()
         dims = [r.unpack("<Q") for _ in range(r.unpack("<I"))]

@@ -73,6 +73,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     service = _service(request)
     _check_n(request, body.n)
     engine = service.engine(body.model)
+    body = service.with_profile_defaults(engine.name, body)
     prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages])
     generation = service.start(engine.name, [prompt], _options(body, _max_tokens(request, body.token_limit())))
     if body.stream:
@@ -125,6 +126,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = service.engine(body.model)
+    body = service.with_profile_defaults(engine.name, body)
     prompts = _completion_prompts(engine, body.prompt)
     generation = service.start(engine.name, prompts, _options(body, _max_tokens(request, body.token_limit())),
                                prompt_param="prompt")
