@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from slmkit import __version__
 from slmkit.server.errors import install_error_handlers
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, openai
+from slmkit.server.routes import health, ollama_store, openai
 from slmkit.server.services import GenerationService
 from slmkit.settings import Settings
 
@@ -33,4 +33,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(ollama_store.router)
     return app

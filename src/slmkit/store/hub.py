@@ -185,7 +185,7 @@ def _fetch_range(hub: HubFile, part: Any, have: int, progress: Progress | None) 
         mode = "ab" if have and response.status_code == 206 else "wb"
         done = have if mode == "ab" else 0
         with open(part, mode) as fh:
-            for block in response.iter_bytes(CHUNK):
+            for block in response.iter_bytes(1 << 16):
                 fh.write(block)
                 done += len(block)
                 if progress:

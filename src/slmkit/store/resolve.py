@@ -34,7 +34,17 @@ def default_home() -> Path:
 
 
 def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
-    """Resolve a store name, an embedded model name or a path to a GGUF file."""
+    """Resolve a store name, an embedded model name or a path to a GGUF file whose header reads.
+
+    A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load."""
+    from slmkit.store.gguf_meta import read_gguf
+
+    resolved = _resolve(spec, home)
+    read_gguf(resolved.path)
+    return resolved
+
+
+def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
     key = spec.strip().lower()
     if is_valid(key):
         from slmkit.store.store import Store
