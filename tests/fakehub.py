@@ -54,7 +54,7 @@ class FakeHub:
             def log_message(self, *args: Any) -> None:
                 return
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hub._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

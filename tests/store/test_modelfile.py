@@ -88,7 +88,8 @@ def test_go_range_with_dot_and_functions() -> None:
 
 
 def test_jinja_templates_are_used_as_they_are() -> None:
-    source = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    source = ("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+              "{% if add_generation_prompt %}>{% endif %}")
     assert ProfileTemplate(source).render(MESSAGES[1:2]) == "[user]hi>"
 
 
