@@ -20,7 +20,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
 
 from slmkit.errors import ModelNotFound, StoreError
-from slmkit.store.store import CHUNK, Store, sha256_file
+from slmkit.store.store import Store, sha256_file
 
 try:  # huggingface_hub >= 2 uses httpx2; 1.x uses httpx
     import httpx2 as _http

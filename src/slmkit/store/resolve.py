@@ -50,7 +50,9 @@ def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
         from slmkit.store.store import Store
 
         store = Store(home or default_home())
-        manifest = store.find(key)
+        manifest = store.find(key, only_tag=False)  # exact name:tag (or name:latest) first
+        if manifest is None and key not in EMBEDDED:
+            manifest = store.find(key)  # then a name with a single tag
         if manifest is not None:
             return ResolvedModel(name=key, path=store.model_path(manifest), format=manifest.format,
                                  profile=manifest.profile, digest=manifest.digest)

@@ -162,11 +162,12 @@ class Store:
         temp.write_text(json.dumps(manifest.to_dict(), indent=1), encoding="utf-8")
         os.replace(temp, path)
 
-    def find(self, spec: str) -> Manifest | None:
-        """The manifest for ``name[:tag]``; without a tag, ``latest`` or else the only tag there is."""
+    def find(self, spec: str, *, only_tag: bool = True) -> Manifest | None:
+        """The manifest for ``name[:tag]``; without a tag, ``latest`` or else (``only_tag``) the only tag
+        there is."""
         ref = parse_ref(spec)
         path = self._manifest_path(ref)
-        if not path.is_file() and not ref.explicit_tag:
+        if not path.is_file() and not ref.explicit_tag and only_tag:
             tags = sorted((self.home / "manifests" / ref.name).glob("*.json"))
             path = tags[0] if len(tags) == 1 else path
         if not path.is_file():
