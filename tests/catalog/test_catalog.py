@@ -52,7 +52,7 @@ def test_size_classes() -> None:
 
 
 def test_unknown_name_suggests_nearest() -> None:
-    with pytest.raises(ModelNotFound, match="did you mean.*qwen3-8b"):
+    with pytest.raises(ModelNotFound, match=r"did you mean.*qwen3-8b"):
         find("qwen3-8")
     assert find("llama3.2:3b").name == "llama-3.2-3b"  # aliases
 

@@ -38,10 +38,10 @@ def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter) -> 
 def create(store: Store, name: str, profile: Profile, *, base_dir: Path | None = None,
            report: Reporter = _quiet) -> Manifest:
     ref = parse_ref(name)
-    report(PullEvent("reading model metadata"))
     if profile.template is not None:
         ProfileTemplate(profile.template)  # refuse a template that does not compile, before writing anything
     base = _base(store, profile.from_, base_dir, report)
+    report(PullEvent("reading model metadata"))
     report(PullEvent(f"using existing layer {base.digest}"))
     merged = profile.over(base.profile)
     merged.from_ = profile.from_

@@ -23,6 +23,7 @@ from slmkit.server.protocol.ollama_store import (
     ShowResponse,
 )
 from slmkit.store.create import create
+from slmkit.store.names import parse_ref
 from slmkit.store.pull import PullEvent, Reporter, pull
 from slmkit.store.quantize import quantize
 from slmkit.store.show import describe
@@ -103,8 +104,9 @@ async def api_copy(body: CopyRequest, request: Request) -> Response:
 async def api_create(body: CreateRequest, request: Request) -> Response:
     store, name, profile = _store(request), body.target(), body.profile()
 
+    parse_ref(name)
+
     def job(report: Reporter) -> None:
-        report(PullEvent("reading model metadata"))
         if body.quantize:
             report(PullEvent(f"quantizing {profile.from_} to {body.quantize}"))
             profile.from_ = quantize(store, profile.from_, body.quantize, name=name).name
