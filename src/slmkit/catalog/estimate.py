@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmkit.catalog.models import Architecture, CatalogEntry
 from slmkit.catalog.quant import bits_per_weight, kv_bytes
-from slmkit.store.gguf_meta import GGUFInfo, read_gguf
+
+if TYPE_CHECKING:
+    from slmkit.store.gguf_meta import GGUFInfo
 
 MIB = 1024 * 1024
 RUNTIME_BYTES = 100 * MIB
@@ -111,6 +113,8 @@ def estimate_entry(entry: CatalogEntry, quant: str | None = None, **kwargs: Any)
 
 def estimate_file(path: Path, name: str | None = None, **kwargs: Any) -> MemoryEstimate:
     """Estimate from the real dimensions and tensor sizes in a GGUF file."""
+    from slmkit.store.gguf_meta import read_gguf
+
     info = read_gguf(path)
     dims = Dims.from_gguf(info)
     if name:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from slmkit.errors import ModelNotFound
 
 SizeClass = Literal["micro", "small", "medium"]
+TASKS = ("chat", "code", "embed")
 CLASS_BOUNDS: dict[str, tuple[float, float]] = {
     "micro": (100e6, 1.5e9),
     "small": (1.5e9, 14e9),

@@ -7,13 +7,12 @@ from typing import Any
 
 from slmkit.catalog.estimate import MemoryEstimate, estimate_entry, human
 from slmkit.catalog.hardware import Hardware
-from slmkit.catalog.models import CatalogEntry, entries
+from slmkit.catalog.models import TASKS, CatalogEntry, entries
 from slmkit.catalog.quant import QUALITY_ORDER
 from slmkit.errors import InvalidRequest
 
 HEADROOM = 0.8  # use at most this share of the memory budget
 MIN_QUANT = "q4_k_m"  # below this only when nothing else fits
-TASKS = ("chat", "code", "embed")
 
 
 @dataclass(frozen=True)

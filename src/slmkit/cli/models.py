@@ -9,14 +9,10 @@ import click
 from rich.table import Table
 
 from slmkit.catalog.estimate import MemoryEstimate, estimate_entry, estimate_file, human, parse_size
-from slmkit.catalog.hardware import probe
-from slmkit.catalog.models import entries, find
+from slmkit.catalog.models import TASKS, entries, find
 from slmkit.catalog.quant import KV_BYTES
-from slmkit.catalog.recommend import TASKS, recommend
 from slmkit.cli.common import console, handle_errors
 from slmkit.errors import ModelNotFound
-from slmkit.settings import load_settings
-from slmkit.store.resolve import resolve_model
 
 
 @click.group()
@@ -45,6 +41,9 @@ def catalog(size: str | None, task: str | None, as_json: bool) -> None:
 
 def _estimate(name: str, quant: str | None, ctx: int, parallel: int, kv_type: str) -> MemoryEstimate:
     """A GGUF we can read (store, embedded, path) gives real numbers; otherwise the catalog's."""
+    from slmkit.settings import load_settings
+    from slmkit.store.resolve import resolve_model
+
     try:
         resolved = resolve_model(name, load_settings().store.home)
     except ModelNotFound:
@@ -90,6 +89,10 @@ def estimate_cmd(name: str, quant: str | None, ctx: int, parallel: int, kv_type:
 @handle_errors
 def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: str | None, as_json: bool) -> None:
     """Pick the largest model and best quantization that fit this (or a planned) machine."""
+    from slmkit.catalog.hardware import probe
+    from slmkit.catalog.recommend import recommend
+    from slmkit.settings import load_settings
+
     hw = probe(load_settings().store.home, ram=parse_size(ram) if ram else None,
                gpu_mem=parse_size(gpu_mem) if gpu_mem is not None else None)
     rec = recommend(hw, task=task, ctx=ctx, parallel=parallel)

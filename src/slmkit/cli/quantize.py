@@ -10,9 +10,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from slmkit.catalog.estimate import human
 from slmkit.catalog.quant import FTYPES
 from slmkit.cli.common import console, err_console, handle_errors
-from slmkit.settings import load_settings
-from slmkit.store.quantize import quantize as run_quantize
-from slmkit.store.store import Store
 
 
 @click.command()
@@ -27,6 +24,10 @@ from slmkit.store.store import Store
 def quantize(source: str, qtype: str, name: str | None, allow_requantize: bool, threads: int | None,
              as_json: bool) -> None:
     """Quantize SOURCE (a store model, embedded model or GGUF path) with llama.cpp."""
+    from slmkit.settings import load_settings
+    from slmkit.store.quantize import quantize as run_quantize
+    from slmkit.store.store import Store
+
     store = Store(load_settings().store.home)
     columns = (TextColumn(f"quantizing to {qtype}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:

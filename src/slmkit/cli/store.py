@@ -20,17 +20,20 @@ from rich.table import Table
 
 from slmkit.catalog.estimate import human
 from slmkit.cli.common import console, err_console, handle_errors
-from slmkit.settings import load_settings
-from slmkit.store.create import create as create_model
 from slmkit.store.modelfile import parse_modelfile
 from slmkit.store.pull import PullEvent
 from slmkit.store.pull import pull as pull_model
-from slmkit.store.show import describe
 from slmkit.store.store import Store
 
 
+def _home() -> Path:
+    from slmkit.settings import load_settings
+
+    return load_settings().store.home
+
+
 def _store() -> Store:
-    return Store(load_settings().store.home)
+    return Store(_home())
 
 
 class _Bar:
@@ -94,7 +97,9 @@ def list_cmd(as_json: bool) -> None:
 @handle_errors
 def show(model: str, modelfile: bool, as_json: bool) -> None:
     """Show a model's architecture, parameters, quantization, context, template and license."""
-    desc = describe(model, load_settings().store.home)
+    from slmkit.store.show import describe
+
+    desc = describe(model, _home())
     if modelfile:
         click.echo(desc.modelfile(), nl=False)
         return
@@ -141,6 +146,8 @@ def cp(source: str, destination: str) -> None:
 @handle_errors
 def create(name: str, modelfile: Path) -> None:
     """Create NAME from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE, MESSAGE, LICENSE)."""
+    from slmkit.store.create import create as create_model
+
     profile = parse_modelfile(modelfile.read_text(encoding="utf-8"))
     manifest = create_model(_store(), name, profile, base_dir=modelfile.parent,
                             report=lambda e: err_console.print(e.status, style="dim", highlight=False))

@@ -12,7 +12,6 @@ from typing import Any
 
 from slmkit.catalog.models import lookup, suggest
 from slmkit.errors import ModelNotFound, StoreError
-from slmkit.store import hub
 from slmkit.store.embedded import EMBEDDED, EmbeddedModel
 from slmkit.store.modelfile import Profile
 from slmkit.store.names import parse_ref
@@ -67,6 +66,8 @@ def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter =
 
 def _pull_hub(store: Store, repo: str, selector: str | None, name: str | None, default: str,
               report: Reporter, license: str | None = None) -> Manifest:
+    from slmkit.store import hub  # huggingface_hub takes a while to import
+
     ref = parse_ref(name or (default if ":" in default else f"{default}:{(selector or 'q4_k_m').lower()}"))
     if hub.offline():
         existing = store.find(str(ref))
