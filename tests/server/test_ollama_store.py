@@ -10,6 +10,8 @@ import ollama
 import pytest
 
 from slmkit.store.embedded import EMBEDDED
+from slmkit.store.quantize import quantize
+from slmkit.store.store import Store
 from tests.fakehub import FakeHub, HubFile
 from tests.helpers import ServerProcess
 
@@ -26,8 +28,12 @@ def hub() -> Iterator[FakeHub]:
 
 
 @pytest.fixture(scope="module")
-def served(hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    home: Path = tmp_path_factory.mktemp("ollama-store") / "home"
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ollama-store") / "home"
+
+
+@pytest.fixture(scope="module")
+def served(hub: FakeHub, home: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess("--parallel", "1", "--ctx-size", "512", "--threads", "2",
                          env={"SLM_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_TOKEN": "t"})
     yield proc
@@ -92,11 +98,23 @@ def test_create_from_fields_and_from_a_modelfile(api: ollama.Client, served: Ser
     assert "seed 3" in params and "num_predict 7" in params  # layered over its FROM
 
 
+def test_create_with_quantize(api: ollama.Client, home: Path) -> None:
+    # an unquantized source: the embedded Q4_1 model widened to f16 (Ollama only quantizes from f16/f32)
+    quantize(Store(home), "smollm2-135m-instruct", "f16", name="smol-f16", allow_requantize=True, threads=2)
+    steps = list(api.create(model="smol-small", from_="smol-f16", quantize="q4_0", stream=True))
+    assert any(s.status.startswith("quantizing") and s.completed == s.total for s in steps)
+    assert steps[-1].status == "success"
+    assert api.show("smol-small").details.quantization_level == "Q4_0"
+
+
 @pytest.mark.parametrize(("path", "method", "body", "status", "message"), [
     ("/api/create", "POST", {"model": "../evil", "from": "pirate"}, 400, "invalid model name"),
     ("/api/create", "POST", {"model": "x", "from": "no-such-model"}, 404, "FROM 'no-such-model'"),
     ("/api/create", "POST", {"model": "x", "modelfile": "FROM pirate\nPARAMETER warmth 1"}, 400, "warmth"),
     ("/api/create", "POST", {"model": "x"}, 400, "from is required"),
+    ("/api/create", "POST", {"model": "x", "from": "pirate", "quantize": "q8_0"}, 400, "already quantized"),
+    ("/api/create", "POST", {"model": "x", "from": "pirate", "quantize": "q9"}, 400, "unknown quantization"),
+    ("/api/pull", "POST", {"model": "qwen3-0.7b"}, 404, "did you mean"),
     ("/api/copy", "POST", {"source": "nope", "destination": "x"}, 404, "not in the store"),
     ("/api/show", "POST", {}, 400, "model is required"),
     ("/api/delete", "DELETE", {"model": "a/b"}, 400, "invalid model name"),

@@ -90,6 +90,12 @@ def test_pull_hf_co_picks_the_file_by_quant(hub: FakeHub, home: Path) -> None:
     assert f"{manifest['name']}:{manifest['tag']}" == "tiny:q8_0"
 
 
+def test_pull_of_a_repo_with_one_gguf_tags_it_by_its_quant(hub: FakeHub, home: Path) -> None:
+    hub.repos["someone/Only-GGUF"] = {"only.Q6_K.gguf": HubFile(os.urandom(1000)), "README.md": HubFile(b"hi")}
+    manifest = json.loads(slm("pull", "hf.co/someone/Only-GGUF", "--json", home=home, hub=hub).stdout)
+    assert f"{manifest['name']}:{manifest['tag']}" == "only:q6_k"
+
+
 def test_cut_connection_is_resumed_with_a_range_request(hub: FakeHub, home: Path) -> None:
     data = os.urandom(2_000_000)
     hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(data, cut_first=1)}

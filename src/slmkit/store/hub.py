@@ -104,7 +104,7 @@ def pick_file(repo: str, selector: str | None, revision: str = "main") -> HubFil
         chosen = files[selector]
     else:
         wanted = (selector or "q4_k_m").lower()
-        matches = [p for p in files if _quant_of(p) == wanted]
+        matches = [p for p in files if quant_of(p) == wanted]
         if not matches and selector is None and len(files) == 1:
             matches = list(files)
         if len(matches) != 1:
@@ -115,7 +115,8 @@ def pick_file(repo: str, selector: str | None, revision: str = "main") -> HubFil
     return HubFile(repo, chosen.path, revision, int(chosen.size), sha)
 
 
-def _quant_of(filename: str) -> str:
+def quant_of(filename: str) -> str:
+    """The quantization a GGUF file name ends with: 'Model-Q4_K_M.gguf' -> 'q4_k_m'."""
     stem = filename.rsplit("/", 1)[-1].removesuffix(".gguf").lower()
     for sep in ("-", "."):
         head, _, tail = stem.rpartition(sep)

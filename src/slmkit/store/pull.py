@@ -76,6 +76,8 @@ def _pull_hub(store: Store, repo: str, selector: str | None, name: str | None, d
             return existing
     report(PullEvent("pulling manifest"))
     target = hub.pick_file(repo, selector)
+    if name is None and ":" not in default:  # tag it with the quantization actually chosen
+        ref = parse_ref(f"{default}:{hub.quant_of(target.filename)}")
     digest_hint = f"sha256:{target.sha256}" if target.sha256 else None
     status = f"pulling {(target.sha256 or target.key)[:12]}"
 

@@ -108,8 +108,9 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
 
     def job(report: Reporter) -> None:
         if body.quantize:
-            report(PullEvent(f"quantizing {profile.from_} to {body.quantize}"))
-            profile.from_ = quantize(store, profile.from_, body.quantize, name=name).name
+            status = f"quantizing {profile.from_} to {body.quantize}"
+            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, progress=lambda done, total:
+                                     report(PullEvent(status, total=total, completed=done))).name
         create(store, name, profile, report=report)
 
     return await _run_streamed(job, body.stream)
