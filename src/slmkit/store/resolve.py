@@ -28,9 +28,10 @@ class ResolvedModel:
 
 
 def default_home() -> Path:
-    from slmkit.settings import StoreSettings
+    """The store of the loaded settings (SLM_HOME, or SLM_STORE__HOME)."""
+    from slmkit.settings import load_settings
 
-    return StoreSettings().home
+    return load_settings().store.home
 
 
 def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
