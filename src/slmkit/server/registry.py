@@ -9,7 +9,9 @@ from slmkit.engine.base import Engine
 from slmkit.engine.llamacpp.engine import LlamaCppEngine
 from slmkit.errors import ModelNotFound
 from slmkit.settings import Settings
+from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import resolve_model
+from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
 
@@ -21,15 +23,23 @@ class ModelRegistry:
         self.settings = settings
         self._engines: dict[str, Engine] = {}
         self._loaded_at: dict[str, int] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._templates: dict[str, ProfileTemplate] = {}
         self.default: str | None = None
 
     def load_configured(self) -> None:
         for spec in self.settings.server.models:
-            resolved = resolve_model(spec)
+            resolved = resolve_model(spec, self.settings.store.home)
             if resolved.name in self._engines:
                 continue
             started = time.perf_counter()
-            self._engines[resolved.name] = LlamaCppEngine(resolved.name, resolved.path, self.settings.engine)
+            engine_settings = self.settings.engine
+            if resolved.profile is not None and resolved.profile.num_ctx:
+                engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
+            engine = LlamaCppEngine(resolved.name, resolved.path, engine_settings)
+            self._engines[resolved.name] = engine
+            if resolved.profile is not None:
+                self._add_profile(engine, resolved.profile)
             self._loaded_at[resolved.name] = int(time.time())
             log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, time.perf_counter() - started)
             self.default = self.default or resolved.name
@@ -40,6 +50,19 @@ class ModelRegistry:
         if engine is None:
             raise ModelNotFound(f"The model '{name}' does not exist", param="model")
         return engine
+
+    def _add_profile(self, engine: LlamaCppEngine, profile: Profile) -> None:
+        self._profiles[engine.name] = profile
+        if profile.template:
+            self._templates[engine.name] = ProfileTemplate(profile.template, bos_token=engine.template.bos_token,
+                                                           eos_token=engine.template.eos_token)
+
+    def profile(self, name: str) -> Profile | None:
+        """The Modelfile defaults the model was created with, if any."""
+        return self._profiles.get(name)
+
+    def profile_template(self, name: str) -> ProfileTemplate | None:
+        return self._templates.get(name)
 
     def names(self) -> list[str]:
         return list(self._engines)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.types import Message
 
 from slmkit.engine.base import (
@@ -22,8 +23,10 @@ from slmkit.server.context import request_context
 from slmkit.server.generation import ChoiceResult, Generation, GenerationResult, raise_if_failed
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
+from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -62,7 +65,10 @@ class GenerationService:
         non-system messages are dropped (the last one always stays) until it fits."""
         if len(messages) > self.limits.max_messages:
             raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param="messages")
-        tokens = engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+        profile = self.registry.profile(engine.name)
+        if profile is not None:
+            messages = profile_messages(profile, messages)
+        tokens = self._render(engine, messages)
         if self.registry.settings.engine.context_overflow != "truncate":
             return tokens
         messages = list(messages)
@@ -71,8 +77,24 @@ class GenerationService:
             if not droppable:
                 break
             del messages[droppable[0]]
-            tokens = engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+            tokens = self._render(engine, messages)
         return tokens
+
+    def _render(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
+        """A served profile's TEMPLATE wins over the model's own chat template."""
+        template = self.registry.profile_template(engine.name)
+        if template is not None:
+            return engine.chat_tokens(template.render(messages, add_generation_prompt=True))
+        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+
+    def with_profile_defaults(self, model: str, body: M) -> M:
+        """The request with the served profile's PARAMETER defaults filled in where it left a field unset."""
+        profile = self.registry.profile(model)
+        if profile is None:
+            return body
+        fields = type(body).model_fields
+        updates = {k: v for k, v in profile.request_defaults().items() if k in fields and getattr(body, k) is None}
+        return body.model_copy(update=updates) if updates else body
 
     def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
               *, prompt_param: str = "messages") -> Generation:
@@ -140,6 +162,17 @@ def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:
     if k == 0 or sampling.seed is None:
         return sampling
     return replace(sampling, seed=sampling.seed + k)
+
+
+def profile_messages(profile: Profile, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile's SYSTEM (unless the request has its own) and MESSAGE history before the request's."""
+    has_system = any(m.get("role") == "system" for m in messages)
+    head = [] if has_system or not profile.system else [{"role": "system", "content": profile.system}]
+    history = [dict(m) for m in profile.messages]
+    if has_system and history:
+        first, rest = messages[0], messages[1:]
+        return [first, *history, *rest] if first.get("role") == "system" else [*history, *messages]
+    return [*head, *history, *messages]
 
 
 async def until_disconnected(receive: Callable[[], Awaitable[Message]], work: Awaitable[T]) -> T:

@@ -63,8 +63,9 @@ def _check_bias(engine: Engine, body: SamplingFields) -> None:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
-    options = _options(request, body)
     engine = service.engine(body.model)
+    body = service.with_profile_defaults(engine.name, body)
+    options = _options(request, body)
     _check_bias(engine, body)
     prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens)
     generation = service.start(engine.name, [prompt], options)
@@ -84,10 +85,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     service = _service(request)
-    options = _options(request, body)
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = service.engine(body.model)
+    body = service.with_profile_defaults(engine.name, body)
+    options = _options(request, body)
     _check_bias(engine, body)
     prompts = _completion_prompts(engine, body.prompt)
     generation = service.start(engine.name, prompts, options, prompt_param="prompt")
