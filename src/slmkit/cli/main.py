@@ -7,6 +7,8 @@ import logging
 import click
 
 from slmkit import __version__
+from slmkit.cli.bench import bench
+from slmkit.cli.eval import eval_command
 from slmkit.cli.run import run
 from slmkit.cli.serve import serve
 
@@ -21,6 +23,8 @@ def cli(log_level: str) -> None:
 
 cli.add_command(serve)
 cli.add_command(run)
+cli.add_command(bench)
+cli.add_command(eval_command)
 
 
 def main() -> None:
