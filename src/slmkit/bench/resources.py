@@ -100,7 +100,8 @@ class SpawnedServer:
                 cmd += [flag, str(value)]
         self.log = Path(tempfile.mkstemp(prefix="slm-bench-serve-", suffix=".log")[1])
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                         start_new_session=True)  # Ctrl-C reaches the bench, not it
         self._wait(timeout)
 
     @property
