@@ -88,18 +88,21 @@ def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, wind
                 doc["models"][0]["perplexity"] = perplexity(reference, corpus, window=window, stride=stride,
                                                             max_tokens=max_tokens, progress=tick)
             return
-        for entry, model in zip(doc["models"][1:], models[1:], strict=True):
-            other = LogitSource(model.path, window=window, threads=threads)
-            try:
-                status, tick = _status(f"drift of {model.name} from {models[0].name}")
-                with status:
-                    result = drift(reference, other, corpus, window=window, stride=stride, max_tokens=max_tokens,
-                                   progress=tick)
-            finally:
+        others: list[LogitSource] = []
+        try:
+            for model in models[1:]:
+                others.append(LogitSource(model.path, window=window, threads=threads))
+            status, tick = _status(f"drift from {models[0].name}")
+            with status:
+                results = drift(reference, others, corpus, window=window, stride=stride, max_tokens=max_tokens,
+                                progress=tick)
+        finally:
+            for other in others:
                 other.close()
+        for entry, result in zip(doc["models"][1:], results, strict=True):
             entry["drift"] = result
             entry["perplexity"] = _ppl_part(result, result["perplexity"])
-            doc["models"][0]["perplexity"] = _ppl_part(result, result["perplexity_reference"])
+        doc["models"][0]["perplexity"] = _ppl_part(results[0], results[0]["perplexity_reference"])
     finally:
         reference.close()
 

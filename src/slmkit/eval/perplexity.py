@@ -44,7 +44,8 @@ class Window:
 
 def windows(n_tokens: int, size: int, stride: int) -> list[Window]:
     """Sliding windows that score every token after the first exactly once; each scored
-    token after the first window sees at least ``size - stride`` tokens of context."""
+    token after the first window sees at least ``size - stride`` tokens of context (windows
+    overlap by at least one token, so a stride equal to the window acts as ``size - 1``)."""
     if not 0 < stride <= size:
         raise InvalidRequest("stride must be between 1 and the window size")
     if n_tokens < size:
@@ -57,7 +58,7 @@ def windows(n_tokens: int, size: int, stride: int) -> list[Window]:
         scored_to = end
         if end == n_tokens:
             return out
-        start += stride
+        start = min(start + stride, end - 1)  # keep one token of overlap: it predicts the next
 
 
 class LogitSource:
@@ -130,25 +131,35 @@ def perplexity(source: LogitSource, text: str, *, window: int, stride: int, max_
             "mean_nll": nll / count, "perplexity": math.exp(nll / count)}
 
 
-def drift(reference: LogitSource, other: LogitSource, text: str, *, window: int, stride: int,
-          max_tokens: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """KL(reference || other) per position (mean, p99, max), top-1 agreement, and both
-    perplexities on the same tokens and windows."""
-    tokens = prepare_tokens([reference, other], text, max_tokens)
+def drift(reference: LogitSource, others: list[LogitSource], text: str, *, window: int, stride: int,
+          max_tokens: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """For each of ``others``: KL(reference || other) per position (mean, p99, max), top-1
+    agreement, and both perplexities, on the same tokens and windows. The reference is decoded
+    once for all of them."""
+    tokens = prepare_tokens([reference, *others], text, max_tokens)
     plan = windows(len(tokens), window, stride)
-    nll_ref = nll_other = 0.0
-    kls: list[np.ndarray] = []
-    agree = count = 0
-    for targets, (lp_ref, lp_other) in _scored(tokens, plan, [reference, other], progress):
+    nll = [0.0] * (len(others) + 1)
+    kls: list[list[np.ndarray]] = [[] for _ in others]
+    agree = [0] * len(others)
+    count = 0
+    for targets, (lp_ref, *lp_others) in _scored(tokens, plan, [reference, *others], progress):
         idx = np.arange(len(targets))
-        nll_ref -= float(lp_ref[idx, targets].sum())
-        nll_other -= float(lp_other[idx, targets].sum())
-        kls.append(np.maximum((np.exp(lp_ref) * (lp_ref - lp_other)).sum(axis=1), 0.0))
-        agree += int((lp_ref.argmax(axis=1) == lp_other.argmax(axis=1)).sum())
+        p_ref = np.exp(lp_ref)
+        top_ref = lp_ref.argmax(axis=1)
+        nll[0] -= float(lp_ref[idx, targets].sum())
+        for i, lp in enumerate(lp_others):
+            nll[i + 1] -= float(lp[idx, targets].sum())
+            kls[i].append(np.maximum((p_ref * (lp_ref - lp)).sum(axis=1), 0.0))
+            agree[i] += int((top_ref == lp.argmax(axis=1)).sum())
         count += len(targets)
-    kl = np.concatenate(kls)
-    ppl_ref, ppl_other = math.exp(nll_ref / count), math.exp(nll_other / count)
-    return {"tokens": len(tokens), "scored_tokens": count, "windows": len(plan), "window": window, "stride": stride,
-            "perplexity_reference": ppl_ref, "perplexity": ppl_other, "perplexity_ratio": ppl_other / ppl_ref,
-            "kl_mean": float(kl.mean()), "kl_p99": float(np.percentile(kl, 99)), "kl_max": float(kl.max()),
-            "top1_agreement": agree / count}
+    ppl_ref = math.exp(nll[0] / count)
+    results = []
+    for i in range(len(others)):
+        kl = np.concatenate(kls[i])
+        ppl = math.exp(nll[i + 1] / count)
+        results.append({"tokens": len(tokens), "scored_tokens": count, "windows": len(plan), "window": window,
+                        "stride": stride, "perplexity_reference": ppl_ref, "perplexity": ppl,
+                        "perplexity_ratio": ppl / ppl_ref, "kl_mean": float(kl.mean()),
+                        "kl_p99": float(np.percentile(kl, 99)), "kl_max": float(kl.max()),
+                        "top1_agreement": agree[i] / count})
+    return results
