@@ -50,7 +50,8 @@ def assert_consistent(doc: dict[str, Any]) -> None:
         for r in per:
             assert r["start_s"] >= 0 and r["e2e_s"] >= 0 and r["output_tokens"] >= 0
             if r["error_kind"] is None:
-                assert r["ttft_s"] is not None and 0 <= r["ttft_s"] <= r["e2e_s"]
+                assert r["finish_reason"] is not None
+                assert r["output_tokens"] == 0 or 0 <= r["ttft_s"] <= r["e2e_s"]
                 assert r["output_tokens"] <= r["max_tokens"]
                 assert r["start_s"] + r["e2e_s"] <= run["duration_s"] + 1e-6
     levels = {(r["endpoint"], r["mode"], r["concurrency"] or r["rate"]) for r in doc["runs"]}

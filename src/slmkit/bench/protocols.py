@@ -154,7 +154,9 @@ async def send(client: httpx.AsyncClient, endpoint: Endpoint, prompt: BenchPromp
         record.error_kind, record.error = error_kind(exc), f"{type(exc).__name__}: {exc}"
     finally:
         record.e2e_s = time.perf_counter() - start
-    if record.ok and record.token_source == "none":
+    if record.ok and record.finish_reason is None:
+        record.error_kind, record.error = "incomplete", "the stream ended without a finish reason"
+    if record.token_source == "none" and record.text:
         await _count_output(client, endpoint, record)
 
 

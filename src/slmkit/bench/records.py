@@ -28,7 +28,7 @@ class RequestRecord:
     chunks: int = 0
     token_source: str = "none"  # usage | tokenizer | chunks | none
     finish_reason: str | None = None
-    # connect | timeout | http_<status> | stream_error | disconnect | protocol | cancelled
+    # connect | timeout | http_<status> | stream_error | incomplete | disconnect | protocol | cancelled
     error_kind: str | None = None
     error: str | None = None
     server_timing: dict[str, float] | None = None

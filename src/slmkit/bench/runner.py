@@ -122,7 +122,7 @@ class BenchRunner:
         for i in range(self.config.warmup):
             if stop.is_set():
                 return False
-            record = RequestRecord(index=-1 - i, start_s=0.0)
+            record = RequestRecord(index=1_000_000 + i, start_s=0.0)  # not recorded; its own seeds
             await send(client, ep, self.workload.item(i), self.config.send, record)
             if record.error_kind == "connect":
                 self.problems[ep.label] = f"cannot reach {ep.root}: {record.error}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from contextlib import ExitStack
@@ -31,6 +32,8 @@ from slmkit.bench.workload import Workload, fixed_workload, jsonl_workload, mixe
 from slmkit.cli.common import console, err_console, fail, handle_errors
 from slmkit.errors import InvalidRequest
 
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+(/.*)?$")  # localhost:8080 is a URL, not a model name
+
 
 class DefaultToRun(click.Group):
     """`slm bench URL ...` means `slm bench run URL ...`; `slm bench compare` is the other verb."""
@@ -43,8 +46,13 @@ class DefaultToRun(click.Group):
 
 @click.group(cls=DefaultToRun)
 def bench() -> None:
-    """Measure serving speed: `slm bench URL_OR_MODEL ...`, `slm bench --engine llamacpp --model M`,
-    `slm bench compare A.json B.json`."""
+    """Measure serving speed.
+
+    \b
+    slm bench URL_OR_MODEL ... [options]     load-test servers (options: slm bench run --help)
+    slm bench --engine llamacpp --model M    the engine in process, without HTTP
+    slm bench compare A.json B.json          ratio table of two results
+    """
 
 
 def _ints(value: str, what: str) -> list[int]:
@@ -151,6 +159,7 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
                        ignore_eos=work.ignore_eos if ignore_eos is None else ignore_eos)
     config = BenchConfig(levels=levels, requests=requests, duration_s=duration, max_concurrency=max_concurrency,
                          warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send)
+    targets = tuple(f"http://{t}" if _HOST_PORT.match(t) else t for t in targets)
     spawn_models = list(spawn) + [t for t in targets if "://" not in t]
     urls = [t for t in targets if "://" in t]
     if not urls and not spawn_models:
@@ -233,7 +242,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
         if not no_plots and doc["runs"]:
             from slmkit.bench.plots import write_bench_plots
 
-            write_bench_plots(doc, output_dir, name)
+            try:
+                write_bench_plots(doc, output_dir, name)
+            except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
+                err_console.print(f"note: {exc.message}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -11,6 +11,7 @@ import click
 from slmkit.bench.engine_bench import SCHEMA, EngineBench, EngineBenchConfig, engine_markdown, write_engine_plot
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console
+from slmkit.errors import InvalidRequest
 from slmkit.store.resolve import resolve_model
 
 
@@ -38,7 +39,10 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
         write_atomic(output_dir / f"{name}.json", json.dumps(doc, indent=2))
         write_atomic(output_dir / f"{name}.md", table + "\n")
         if not no_plots:
-            write_engine_plot(rows, output_dir / f"{name}_engine.png", f"llama.cpp in process: {resolved.name}")
+            try:
+                write_engine_plot(rows, output_dir / f"{name}_engine.png", f"llama.cpp in process: {resolved.name}")
+            except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
+                err_console.print(f"note: {exc.message}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -137,7 +137,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
         write_atomic(output_dir / f"{name}.json", json.dumps(doc, indent=2))
         write_atomic(output_dir / f"{name}.md", tables + "\n")
         if not no_plots:
-            write_eval_plot(doc, output_dir / f"{name}.png")
+            try:
+                write_eval_plot(doc, output_dir / f"{name}.png")
+            except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
+                err_console.print(f"note: {exc.message}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
