@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import llama_cpp as ll
+import psutil
 import pytest
 
 from slmkit.eval.perplexity import windows
@@ -124,3 +127,24 @@ def test_checks() -> None:
     schema = parse_suite('{"prompt": "p", "expect": {"json_schema": {"type": "object", "required": ["a"]}}}', "t")[0]
     assert check(schema, 'Sure: ```json\n{"a": 1}\n```') == [] and check(schema, '{"b": 1}') == ["json_schema"]
     assert check(schema, "no json here") == ["json_schema"]
+
+
+def test_ctrl_c_writes_partial_result(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "slmkit", "eval", MODEL, "--window", "64", "--threads", "1",
+                             "-o", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        watched = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while watched.memory_info().rss < 150 * 2**20:  # the model is loaded and scoring
+            assert time.monotonic() < deadline and proc.poll() is None, "eval never started scoring"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert doc["partial"] is True and doc["partial_reason"] == "interrupted"
