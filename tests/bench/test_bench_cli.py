@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -117,8 +118,19 @@ def test_prompt_file_and_compare(server: ServerProcess, tmp_path: Path) -> None:
     assert "tok/s B/A" in table.stdout
 
 
-def test_ollama_api_mode(stub: StubServer, tmp_path: Path) -> None:
-    out = _slm("bench", f"ollama+{stub.url}", "--concurrency", "2", "--requests", "2", "--max-tokens", "6",
+@pytest.fixture(scope="module")
+def ollama_url(server: ServerProcess, stub: StubServer) -> str:
+    """slmkit's own Ollama API once it serves one; until then the Ollama-shaped relay stub."""
+    try:
+        if httpx.get(f"{server.url}/api/tags", timeout=5).status_code == 200:
+            return server.url
+    except httpx.HTTPError:
+        pass
+    return stub.url
+
+
+def test_ollama_api_mode(ollama_url: str, tmp_path: Path) -> None:
+    out = _slm("bench", f"ollama+{ollama_url}", "--concurrency", "2", "--requests", "2", "--max-tokens", "6",
                "--warmup", "0", "-o", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -212,3 +224,10 @@ def test_engine_bench_in_process(tmp_path: Path) -> None:
 def test_engine_bench_needs_a_model() -> None:
     out = _slm("bench", "--engine", "llamacpp")
     assert out.returncode != 0 and "--model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wrong_api_is_named(server: ServerProcess, tmp_path: Path) -> None:
+    out = _slm("bench", f"ollama+{server.url}/no-such-prefix", "--requests", "1", "-o", str(tmp_path))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "did not answer as an ollama server: HTTP 404 on /no-such-prefix/api/tags" in out.stderr
+    assert json.loads((tmp_path / "bench.json").read_text())["partial"] is True

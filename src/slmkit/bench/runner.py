@@ -113,6 +113,10 @@ class BenchRunner:
         """Find the model and tokenizer, then warm up; False drops the endpoint."""
         try:
             await discover(client, ep)
+        except httpx.HTTPStatusError as exc:
+            self.problems[ep.label] = (f"{ep.root} did not answer as an {ep.api} server: HTTP "
+                                       f"{exc.response.status_code} on {exc.request.url.path}")
+            return False
         except httpx.HTTPError as exc:
             self.problems[ep.label] = f"cannot reach {ep.root}: {_reason(exc)}"
             return False
@@ -200,7 +204,7 @@ class BenchRunner:
                 break
             tasks.append(asyncio.create_task(one()))
             sent += 1
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # distinct from TimeoutError before 3.11
                 await asyncio.wait_for(stop.wait(), timeout=rng.expovariate(level.value))
         await _until_stopped(tasks, stop)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,13 @@ def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride
         "partial": False, "partial_reason": None,
     }
     try:
-        if corpus is not None:
-            _quality(doc, resolved, corpus, window, stride, max_tokens, n_threads)
-        if cases is not None:
-            for entry, model in zip(doc["models"], resolved, strict=True):
-                entry["tasks"] = _tasks(model, cases, parallel, n_threads)
+        with CtrlC() as ctrl_c:
+            if corpus is not None:
+                _quality(doc, resolved, corpus, window, stride, max_tokens, n_threads, ctrl_c)
+            if cases is not None:
+                for entry, model in zip(doc["models"], resolved, strict=True):
+                    entry["tasks"] = _tasks(model, cases, parallel, n_threads, ctrl_c)
+                    ctrl_c.check()
     except KeyboardInterrupt:
         doc["partial"], doc["partial_reason"] = True, "interrupted"
     doc["finished_at"] = now_iso()
@@ -73,17 +77,42 @@ def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride
         fail("interrupted; partial results " + (f"written to {output_dir}" if output_dir else "shown above"), 130)
 
 
-def _status(label: str) -> tuple[Any, Callable[[int, int], None]]:
+class CtrlC:
+    """Ctrl-C as a flag, checked between windows and cases. A KeyboardInterrupt raised at a
+    random point could land inside llama.cpp's log callback, where ctypes swallows it."""
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self._previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, lambda _sig, _frame: self.flag.set())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def check(self) -> None:
+        if self.flag.is_set():
+            raise KeyboardInterrupt
+
+
+def _status(label: str, ctrl_c: CtrlC) -> tuple[Any, Callable[[int, int], None]]:
     status = err_console.status(label)
-    return status, lambda i, n: status.update(f"{label}: window {i}/{n}")
+
+    def tick(i: int, n: int) -> None:
+        ctrl_c.check()
+        status.update(f"{label}: window {i}/{n}")
+
+    return status, tick
 
 
 def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, window: int, stride: int,
-             max_tokens: int | None, threads: int) -> None:
+             max_tokens: int | None, threads: int, ctrl_c: CtrlC) -> None:
     reference = LogitSource(models[0].path, window=window, threads=threads)
     try:
         if len(models) == 1:
-            status, tick = _status(f"perplexity of {models[0].name}")
+            status, tick = _status(f"perplexity of {models[0].name}", ctrl_c)
             with status:
                 doc["models"][0]["perplexity"] = perplexity(reference, corpus, window=window, stride=stride,
                                                             max_tokens=max_tokens, progress=tick)
@@ -92,7 +121,7 @@ def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, wind
         try:
             for model in models[1:]:
                 others.append(LogitSource(model.path, window=window, threads=threads))
-            status, tick = _status(f"drift from {models[0].name}")
+            status, tick = _status(f"drift from {models[0].name}", ctrl_c)
             with status:
                 results = drift(reference, others, corpus, window=window, stride=stride, max_tokens=max_tokens,
                                 progress=tick)
@@ -112,7 +141,8 @@ def _ppl_part(result: dict[str, Any], value: float) -> dict[str, Any]:
     return {**{k: result[k] for k in keys}, "perplexity": value}
 
 
-def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: int) -> dict[str, Any]:
+def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: int,
+           ctrl_c: CtrlC) -> dict[str, Any]:
     settings = load_settings(engine__parallel=parallel, engine__ctx_size=1024, engine__threads=threads)
     with err_console.status(f"task suite on {model.name}") as status:
         engine = LlamaCppEngine(model.name, model.path, settings.engine)
@@ -123,7 +153,7 @@ def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: 
             status.update(f"task suite on {model.name}: {len(done)}/{len(cases)}")
 
         try:
-            results = run_suite(engine, cases, parallel, tick)
+            results = run_suite(engine, cases, parallel, tick, stop=ctrl_c.flag.is_set)
         finally:
             engine.close()
     return {"pass_rates": pass_rates(results),

@@ -150,36 +150,40 @@ def _norm(text: str) -> str:
     return text.strip().rstrip(".").strip().casefold()
 
 
-async def _run_case(engine: LlamaCppEngine, case: TaskCase, gate: asyncio.Semaphore) -> CaseResult:
+async def _run_case(engine: LlamaCppEngine, case: TaskCase) -> CaseResult:
     prompt = engine.chat_tokens(engine.render_chat(case.messages))
     request = GenerationRequest(prompt=prompt, sampling=SamplingParams(temperature=0.0, seed=0),
                                 max_tokens=case.max_tokens, stop=case.stop, request_id=case.id)
     parts: list[str] = []
     finish = None
-    async with gate:
-        async for event in engine.generate(request):
-            if event.error:
-                return CaseResult(case.id, case.task, False, "".join(parts), [f"engine error: {event.error}"])
-            parts.append(event.text)
-            finish = event.finish_reason.value if event.finish_reason else finish
+    async for event in engine.generate(request):
+        if event.error:
+            return CaseResult(case.id, case.task, False, "".join(parts), [f"engine error: {event.error}"])
+        parts.append(event.text)
+        finish = event.finish_reason.value if event.finish_reason else finish
     output = "".join(parts)
     failures = check(case, output)
     return CaseResult(case.id, case.task, not failures, output, failures, finish)
 
 
 def run_suite(engine: LlamaCppEngine, cases: list[TaskCase], slots: int,
-              on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """All cases, greedy (temperature 0), ``slots`` at a time through the batching engine."""
+              on_result: Callable[[CaseResult], None] | None = None,
+              stop: Callable[[], bool] | None = None) -> list[CaseResult]:
+    """All cases, greedy (temperature 0), ``slots`` at a time through the batching engine.
+    Once ``stop()`` is true no further case starts; the finished ones are returned."""
     async def main() -> list[CaseResult]:
         gate = asyncio.Semaphore(slots)
 
-        async def one(case: TaskCase) -> CaseResult:
-            result = await _run_case(engine, case, gate)
+        async def one(case: TaskCase) -> CaseResult | None:
+            async with gate:
+                if stop and stop():
+                    return None
+                result = await _run_case(engine, case)
             if on_result:
                 on_result(result)
             return result
 
-        return list(await asyncio.gather(*(one(c) for c in cases)))
+        return [r for r in await asyncio.gather(*(one(c) for c in cases)) if r is not None]
 
     return asyncio.run(main())
 
