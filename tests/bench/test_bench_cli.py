@@ -86,7 +86,7 @@ def test_concurrency_sweep_json_table_and_plots(server: ServerProcess, tmp_path:
 
 
 def test_rate_mode_fixed_lengths_two_endpoints_interleaved(server: ServerProcess, tmp_path: Path) -> None:
-    out = _slm("bench", f"a={server.url}", f"b={server.url}/v1", "--rate", "8", "--requests", "2",
+    out = _slm("bench", f"a={server.url}", f"b={server.url}/v1", "--rate", "8", "--requests", "1",
                "--workload", "fixed", "--prompt-tokens", "24", "--max-tokens", "6", "--repeats", "2",
                "--warmup", "0", "-o", str(tmp_path), "--name", "rate", "--no-plots", "--json")
     assert out.returncode == 0, out.stderr

@@ -156,16 +156,19 @@ async def send(client: httpx.AsyncClient, endpoint: Endpoint, prompt: BenchPromp
         record.e2e_s = time.perf_counter() - start
     if record.ok and record.finish_reason is None:
         record.error_kind, record.error = "incomplete", "the stream ended without a finish reason"
-    if record.token_source == "none" and record.text:
-        await _count_output(client, endpoint, record)
 
 
-async def _count_output(client: httpx.AsyncClient, endpoint: Endpoint, record: RequestRecord) -> None:
-    counted = await count_tokens(client, endpoint, record.text)
-    if counted is not None:
-        record.output_tokens, record.token_source = counted, "tokenizer"
-    else:
-        record.output_tokens, record.token_source = record.chunks, "chunks"
+async def count_missing_tokens(client: httpx.AsyncClient, endpoint: Endpoint, records: list[RequestRecord]) -> None:
+    """Output tokens of the requests whose server reported no usage: by the server's tokenizer,
+    else one per streamed chunk. Called after a run, so the counting is not timed as load."""
+    for record in records:
+        if record.token_source != "none" or not record.text:
+            continue
+        counted = await count_tokens(client, endpoint, record.text)
+        if counted is not None:
+            record.output_tokens, record.token_source = counted, "tokenizer"
+        else:
+            record.output_tokens, record.token_source = record.chunks, "chunks"
 
 
 def _error_text(resp: httpx.Response) -> str:

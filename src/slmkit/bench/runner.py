@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from slmkit.bench.protocols import Endpoint, SendOptions, discover, error_kind, send
+from slmkit.bench.protocols import Endpoint, SendOptions, count_missing_tokens, discover, error_kind, send
 from slmkit.bench.records import RequestRecord, summarize
 from slmkit.bench.resources import ProcessWatcher
 from slmkit.bench.workload import Workload
@@ -145,11 +145,13 @@ class BenchRunner:
         body = self._closed_loop if level.mode == "concurrency" else self._open_loop
         await body(client, ep, level, records, start, stop)
         duration = time.perf_counter() - start
+        resources = watcher.stop() if watcher else None
+        await count_missing_tokens(client, ep, records)
         run = {"endpoint": ep.label, "repeat": repeat, "mode": level.mode,
                "concurrency": int(level.value) if level.mode == "concurrency" else None,
                "rate": level.value if level.mode == "rate" else None,
                "interrupted": stop.is_set(), **summarize(records, duration),
-               "resources": watcher.stop() if watcher else None,
+               "resources": resources,
                "per_request": [r.to_json() for r in sorted(records, key=lambda r: r.start_s)]}
         self.runs.append(run)
         self.progress.run_finished(run)

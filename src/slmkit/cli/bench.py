@@ -88,7 +88,7 @@ class RichProgress:
         self.task = self.progress.add_task(label, total=total, rate="")
 
     def request_done(self, record: RequestRecord) -> None:
-        self.tokens += record.output_tokens
+        self.tokens += record.output_tokens or record.chunks  # usage-less servers are counted after the run
         elapsed = self.progress.tasks[-1].elapsed or 0.0
         rate = f"{self.tokens / elapsed:.1f} tok/s" if elapsed > 0 else ""
         errors = "" if record.ok else f" last error: {record.error_kind}"
