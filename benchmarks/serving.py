@@ -111,10 +111,30 @@ def section(doc: dict[str, Any], command: str, args: argparse.Namespace, gguf: P
              "'completed/requested tokens' shows who honoured it), concurrency "
              f"{args.concurrency}, median of {args.repeats} repeats, servers measured alternately in one run. "
              f"Measured {doc['started_at']}.", "", markdown_table(doc), ""]
+    lines += [ratio_table(doc), ""]
     if plot:
         lines += [f"![tokens/s and TTFT p95 vs concurrency]({plot.relative_to(ROOT / 'docs')})", ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def ratio_table(doc: dict[str, Any]) -> str:
+    """slmkit's tok/s and TTFT p95 against each peer's, level by level (the issue's targets)."""
+    rows = {(r["endpoint"], r["level"]): r for r in doc["summary"]}
+    levels = sorted({r["level"] for r in doc["summary"]})
+    others = [e["label"] for e in doc["endpoints"] if e["label"] != "slmkit"]
+    lines = ["| concurrency | " + " | ".join(f"tok/s vs {o} | TTFT p95 vs {o}" for o in others) + " |",
+             "|---|" + "---|---|" * len(others)]
+    for level in levels:
+        ours = rows.get(("slmkit", level))
+        cells = []
+        for other in others:
+            theirs = rows.get((other, level))
+            for key in ("output_tokens_per_s", "ttft_p95_ms"):
+                mine, peer = (ours or {}).get(key), (theirs or {}).get(key)
+                cells.append(f"{mine / peer:.2f}x" if mine and peer else "-")
+        lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    return "slmkit relative to each peer (tok/s: higher is better; TTFT p95: lower is better):\n\n" + "\n".join(lines)
 
 
 def write_section(text: str, docs: Path) -> None:
