@@ -7,6 +7,8 @@ import logging
 import click
 
 from slmkit import __version__
+from slmkit.cli.bench import bench
+from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
 from slmkit.cli.quantize import quantize
@@ -30,6 +32,8 @@ cli.add_command(models)
 cli.add_command(recommend_cmd)
 for command in (pull, list_cmd, show, rm, cp, create, quantize):
     cli.add_command(command)
+cli.add_command(bench)
+cli.add_command(eval_command)
 
 
 def main() -> None:
