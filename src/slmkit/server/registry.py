@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from slmkit.engine.base import Engine
 from slmkit.engine.llamacpp.engine import LlamaCppEngine
 from slmkit.errors import ModelNotFound
-from slmkit.settings import Settings
+from slmkit.settings import EngineSettings, Settings
 from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import resolve_model
 from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
+
+
+def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> Engine:
+    """The engine for a model's format: llama.cpp for GGUF, onnxruntime-genai for ONNX."""
+    if fmt == "onnx":
+        from slmkit.engine.onnx.engine import OnnxEngine
+
+        return OnnxEngine(name, path, settings)
+    return LlamaCppEngine(name, path, settings)
 
 
 class ModelRegistry:
@@ -36,7 +46,7 @@ class ModelRegistry:
             engine_settings = self.settings.engine
             if resolved.profile is not None and resolved.profile.num_ctx:
                 engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
-            engine = LlamaCppEngine(resolved.name, resolved.path, engine_settings)
+            engine = load_engine(resolved.name, resolved.path, resolved.format, engine_settings)
             self._engines[resolved.name] = engine
             if resolved.profile is not None:
                 self._add_profile(engine, resolved.profile)
@@ -51,11 +61,12 @@ class ModelRegistry:
             raise ModelNotFound(f"The model '{name}' does not exist", param="model")
         return engine
 
-    def _add_profile(self, engine: LlamaCppEngine, profile: Profile) -> None:
+    def _add_profile(self, engine: Engine, profile: Profile) -> None:
         self._profiles[engine.name] = profile
-        if profile.template:
-            self._templates[engine.name] = ProfileTemplate(profile.template, bos_token=engine.template.bos_token,
-                                                           eos_token=engine.template.eos_token)
+        template = getattr(engine, "template", None)
+        if profile.template and template is not None:
+            self._templates[engine.name] = ProfileTemplate(profile.template, bos_token=template.bos_token,
+                                                           eos_token=template.eos_token)
 
     def profile(self, name: str) -> Profile | None:
         """The Modelfile defaults the model was created with, if any."""

@@ -1,7 +1,8 @@
 """Turn the name a user gives (`slm serve --model X`, a request's `model`) into a file.
 
-In order: a model in the store (pulled, copied or created from a Modelfile; it may carry a
-profile of serving defaults), an embedded model, a path to a GGUF file.
+In order: a model in the store (pulled, copied, converted or created from a Modelfile; it may
+carry a profile of serving defaults), an embedded model, a path to a GGUF file or to an ONNX
+Runtime GenAI folder.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
     """Resolve a store name, an embedded model name or a path to a GGUF file whose header reads.
 
     A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load."""
+    from slmkit.engine.onnx.runtime import read_genai_config
     from slmkit.store.gguf_meta import read_gguf
 
     resolved = _resolve(spec, home)
-    read_gguf(resolved.path)
+    if resolved.format == "onnx":
+        read_genai_config(resolved.path)
+    else:
+        read_gguf(resolved.path)
     return resolved
 
 
@@ -60,6 +65,8 @@ def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
     if key in EMBEDDED:
         return ResolvedModel(name=key, path=EMBEDDED[key].path())
     path = Path(spec).expanduser()
+    if path.is_dir():  # an ONNX Runtime GenAI folder (read_genai_config says when it is not one)
+        return ResolvedModel(name=served_name(path.name), path=path.resolve(), format="onnx")
     if spec.endswith(".gguf") or path.is_file():
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {spec}")

@@ -153,6 +153,28 @@ class Store:
             temp.unlink(missing_ok=True)
         return key, done
 
+    def temp_dir(self, prefix: str = "") -> Path:
+        """A fresh folder under tmp/ (for outputs that are folders, such as ONNX models)."""
+        return Path(tempfile.mkdtemp(dir=self._dir("tmp"), prefix=prefix))
+
+    def add_folder(self, folder: Path) -> tuple[str, int]:
+        """Move a finished folder (under tmp/) into blobs/ under a digest of its files; returns
+        (digest, total size). The digest covers every file's relative path and content."""
+        digest = hashlib.sha256()
+        size = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(sha256_file(path).encode() + b"\n")
+            size += path.stat().st_size
+        key = f"sha256:{digest.hexdigest()}"
+        target = self.blob_path(key)
+        self._dir("blobs")
+        if target.exists():
+            shutil.rmtree(folder)
+        else:
+            os.replace(folder, target)
+        return key, size
+
     # -- manifests ------------------------------------------------------------------
     def write_manifest(self, manifest: Manifest) -> None:
         ref = parse_ref(manifest.ref)
@@ -192,6 +214,8 @@ class Store:
 
     def model_path(self, manifest: Manifest) -> Path:
         path = self.blob_path(manifest.digest)
+        if manifest.format == "onnx" and path.is_dir():
+            return path
         if not path.is_file():
             raise StoreError(f"the file of '{manifest.ref}' is missing from the store; pull it again")
         return path
@@ -212,7 +236,11 @@ class Store:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()
             if all(m.digest != manifest.digest for m in self.list()):
-                self.blob_path(manifest.digest).unlink(missing_ok=True)
+                blob = self.blob_path(manifest.digest)
+                if blob.is_dir():
+                    shutil.rmtree(blob)
+                else:
+                    blob.unlink(missing_ok=True)
         return manifest
 
     def copy(self, source: str, destination: str) -> Manifest:

@@ -1,0 +1,1 @@
+"""Model conversion: to ONNX for onnxruntime-genai (and GGUF for llama.cpp)."""

@@ -1,0 +1,1 @@
+"""The ONNX Runtime GenAI engine: ONNX models converted with `slm convert --to onnx`."""

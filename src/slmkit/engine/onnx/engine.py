@@ -1,0 +1,126 @@
+"""OnnxEngine: the Engine protocol over an onnxruntime-genai model folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slmkit.engine.base import GenerationRequest
+from slmkit.engine.llamacpp.engine import EventStream
+from slmkit.engine.llamacpp.slots import Job
+from slmkit.engine.llamacpp.template import ChatTemplate
+from slmkit.engine.onnx.runtime import genai, read_genai_config
+from slmkit.engine.onnx.sampling import check_supported
+from slmkit.engine.onnx.scheduler import OnnxScheduler
+from slmkit.errors import ModelLoadError
+from slmkit.settings import EngineSettings
+
+
+class OnnxEngine:
+    """An ONNX model (genai_config.json, model.onnx, tokenizer) served by onnxruntime-genai."""
+
+    def __init__(self, name: str, folder: Path, settings: EngineSettings) -> None:
+        og = genai()
+        self.name = name
+        self.path = folder
+        config = read_genai_config(folder)
+        model_cfg = config["model"]
+        self._vocab = int(model_cfg.get("vocab_size") or 0)
+        trained = int(model_cfg.get("context_length") or config.get("search", {}).get("max_length") or 0)
+        self._context = min(settings.ctx_size, trained) if trained else settings.ctx_size
+        try:
+            og_config = og.Config(str(folder))
+            _set_threads(og_config, settings.n_threads())
+            self.model = og.Model(og_config)
+            self.tokenizer = og.Tokenizer(self.model)
+        except Exception as exc:
+            raise ModelLoadError(f"onnxruntime-genai cannot load {folder}: {exc}") from exc
+        tokenizer_cfg = _tokenizer_config(folder)
+        self.template = ChatTemplate(_chat_template(folder, tokenizer_cfg),
+                                     bos_token=_token_text(tokenizer_cfg.get("bos_token")),
+                                     eos_token=_token_text(tokenizer_cfg.get("eos_token")))
+        eos = model_cfg.get("eos_token_id", [])
+        self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
+        self.scheduler = OnnxScheduler(og, self.model, self.tokenizer, slots=settings.parallel,
+                                       max_queue=settings.max_queue, context_length=self._context,
+                                       eos=self._eos, name=name)
+        self._info = {"architecture": model_cfg.get("type", "unknown"), "vocab_size": self._vocab,
+                      "file": str(folder), "format": "onnx", "engine": "onnxruntime-genai",
+                      "genai_version": getattr(og, "__version__", "unknown"),
+                      "context_length": self._context, "slots": settings.parallel}
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        if not tokens:
+            return ""
+        import numpy as np
+
+        return str(self.tokenizer.decode(np.asarray(list(tokens), dtype=np.int32)))
+
+    def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+                    tools: list[dict[str, Any]] | None = None) -> str:
+        return self.template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
+
+    def chat_tokens(self, rendered: str) -> list[int]:
+        return self.tokenize(rendered)
+
+    def generate(self, request: GenerationRequest) -> EventStream:
+        """Queue the request (InvalidRequest for unsupported parameters, Overloaded when full)."""
+        check_supported(request)
+        job = Job(request=request, loop=asyncio.get_running_loop())
+        self.scheduler.submit(job)
+        return EventStream(job, self.scheduler)  # type: ignore[arg-type]
+
+    def stats(self) -> dict[str, float]:
+        return self.scheduler.stats()
+
+    def slot_states(self) -> list[dict[str, int | bool]]:
+        return self.scheduler.slot_states()
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.tokenizer = None
+        self.model = None
+
+
+def _set_threads(config: Any, threads: int) -> None:
+    """Cap the CPU threads ONNX Runtime uses, as the llama.cpp engine does."""
+    overlay = getattr(config, "overlay", None)
+    if overlay is not None:
+        overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+
+
+def _tokenizer_config(folder: Path) -> dict[str, Any]:
+    path = folder / "tokenizer_config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _chat_template(folder: Path, tokenizer_cfg: dict[str, Any]) -> str | None:
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    template = tokenizer_cfg.get("chat_template")
+    return template if isinstance(template, str) else None
+
+
+def _token_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("content", ""))
+    return value if isinstance(value, str) else ""

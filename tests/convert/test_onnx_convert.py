@@ -1,0 +1,118 @@
+"""`slm convert --to onnx`: the embedded GGUF to int4 and int8 ONNX models in the store, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slmkit.convert import onnx as convert_onnx
+from slmkit.errors import ConversionError
+from slmkit.store.store import Store
+from tests.conftest import MODEL, slm
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_int4_and_int8_are_registered_as_onnx(onnx_home: dict[str, Any]) -> None:
+    store = Store(onnx_home["home"])
+    sizes = {}
+    for precision, name in (("int4", f"{MODEL}:onnx-int4"), ("int8", f"{MODEL}:latest")):
+        report = onnx_home["reports"][precision]
+        assert report["name"] == name and report["precision"] == precision
+        assert report["source_format"] == "gguf" and report["source_bits"] < 8
+        assert report["seconds"] > 0
+        # the source is Q4_1: the report warns that re-quantizing costs quality
+        assert report["warnings"] and "already quantized" in report["warnings"][0]
+        assert "warning" in report["stderr"]
+        manifest = store.get(name)
+        assert manifest.format == "onnx" and manifest.source["from"] == MODEL
+        folder = store.model_path(manifest)
+        assert folder.is_dir()
+        files = {p.name for p in folder.iterdir()}
+        assert {"genai_config.json", "model.onnx", "tokenizer.json"} <= files
+        assert "chat_template.jinja" in files or "chat_template" in (folder / "tokenizer_config.json").read_text()
+        assert manifest.size == report["size"] == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        sizes[precision] = report["size"]
+    assert sizes["int4"] < sizes["int8"]
+    assert not [p for p in (onnx_home["home"] / "tmp").iterdir() if p.name.startswith("convert-")]
+
+
+def test_list_shows_onnx_models(onnx_home: dict[str, Any]) -> None:
+    done = slm("list", "--json", home=onnx_home["home"])
+    assert done.returncode == 0, done.stderr
+    assert f"{MODEL}:onnx-int4" in done.stdout
+
+
+def _hf_folder(root: Path, architecture: str) -> Path:
+    folder = root / "hf-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": [architecture], "model_type": "bert"}))
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    return folder
+
+
+def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = slm("convert", str(_hf_folder(tmp_path, "BertModel")), "--to", "onnx", home=home)
+    assert done.returncode != 0
+    assert "cannot export the architecture BertModel" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert Store(home).list() == []
+    assert not list((home / "tmp").glob("convert-*"))
+
+
+def test_folder_without_config_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = slm("convert", str(tmp_path / "empty"), "--to", "onnx", home=tmp_path / "home")
+    assert done.returncode != 0 and "no config.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serving_a_folder_without_genai_config_fails_clearly(tmp_path: Path) -> None:
+    folder = tmp_path / "not-onnx"
+    folder.mkdir()
+    done = slm("serve", "--model", str(folder), "--port", str(free_port()), home=tmp_path / "home", timeout=120)
+    assert done.returncode != 0
+    assert "no genai_config.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_interrupted_conversion_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "slmkit", "convert", MODEL, "--to", "onnx", "--precision", "int4", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "SLM_HOME": str(home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((home / "tmp").glob("convert-*/hf")):
+        time.sleep(0.2)  # wait until transformers is writing the dequantized model
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in stderr
+    assert Store(home).list() == []
+    assert not list((home / "tmp").glob("convert-*"))
+    assert not list((home / "blobs").glob("*")) if (home / "blobs").exists() else True
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="applies to int4 and int8 only"):
+        convert_onnx.convert_to_onnx(Store(tmp_path), MODEL, "fp32", algo="k_quant")
+    done = slm("convert", MODEL, "--to", "onnx", "--precision", "int3", home=tmp_path)
+    assert done.returncode != 0 and "int3" in done.stderr
+
+
+def test_missing_extra_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the extra cannot be uninstalled for one test: hide torch from the import system instead
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ConversionError, match=r"pip install 'slmkit\[convert\]' \(missing: torch\)"):
+        convert_onnx._require_extra()
