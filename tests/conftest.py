@@ -82,10 +82,17 @@ def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     conformance tests run unchanged) and int4 as ``smollm2-135m-instruct:onnx-int4``."""
     pytest.importorskip("onnxruntime_genai", reason="needs the convert extra: pip install 'slmkit[convert]'")
     home = tmp_path_factory.mktemp("onnx-home")
+    if os.environ.get("SLM_TEST_ONNX_HOME"):  # local iteration: keep the conversions between runs
+        home = Path(os.environ["SLM_TEST_ONNX_HOME"])
+        cached = home / "reports.json"
+        if cached.is_file():
+            return {"home": home, "reports": json.loads(cached.read_text())}
     reports = {}
     for precision, name in (("int4", f"{MODEL}:onnx-int4"), ("int8", MODEL)):
         done = slm("convert", MODEL, "--to", "onnx", "--precision", precision, "--name", name, "--threads", "2",
                    "--json", home=home)
         assert done.returncode == 0, done.stderr
         reports[precision] = {**json.loads(done.stdout), "stderr": done.stderr}
+    if os.environ.get("SLM_TEST_ONNX_HOME"):
+        (home / "reports.json").write_text(json.dumps(reports))
     return {"home": home, "reports": reports}

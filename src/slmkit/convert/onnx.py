@@ -28,7 +28,8 @@ from slmkit.store.store import Manifest, Store
 PRECISIONS = ("int4", "int8", "fp32")
 ALGOS = ("default", "k_quant")
 CONVERT_HINT = "converting to ONNX needs torch, transformers and onnxruntime-genai: pip install 'slmkit[convert]'"
-# Hugging Face architectures the builder of onnxruntime-genai 0.18 can export (models/builder.py).
+# Hugging Face architectures the builder of onnxruntime-genai 0.18 exports; the installed
+# builder's own list (read from its source) is used when it can be read.
 BUILDER_ARCHITECTURES = frozenset({
     "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM",
     "PhiForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
@@ -153,10 +154,25 @@ def _check_architecture(hf: Path) -> None:
     except (OSError, ValueError) as exc:
         raise ConversionError(f"cannot read {hf / 'config.json'}: {exc}") from exc
     archs = config.get("architectures") or []
-    if not any(a in BUILDER_ARCHITECTURES for a in archs):
+    supported = builder_architectures()
+    if not archs or archs[0] not in supported:
         raise ConversionError(f"the onnxruntime-genai builder cannot export the architecture "
                               f"{', '.join(archs) or config.get('model_type', 'unknown')}; supported: "
-                              f"{', '.join(sorted(BUILDER_ARCHITECTURES))}")
+                              f"{', '.join(sorted(supported))}")
+
+
+def builder_architectures() -> frozenset[str]:
+    """The architectures the installed builder dispatches on (``config.architectures[0] == "X"``)."""
+    import importlib.util
+    import re
+
+    try:
+        spec = importlib.util.find_spec("onnxruntime_genai.models.builder")
+        text = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except (ImportError, OSError):
+        text = ""
+    found = frozenset(re.findall(r'architectures\[0\] == "(\w+)"', text))
+    return found or BUILDER_ARCHITECTURES
 
 
 def _builder_command(hf: Path, out: Path, cache: Path, precision: str, algo: str) -> list[str]:
