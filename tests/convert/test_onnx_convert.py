@@ -91,8 +91,9 @@ def test_interrupted_conversion_leaves_nothing(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, env={**os.environ, "SLM_HOME": str(home)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((home / "tmp").glob("convert-*/hf")):
-        time.sleep(0.2)  # wait until transformers is writing the dequantized model
+    while time.monotonic() < deadline and not list((home / "tmp").glob("convert-*")):
+        time.sleep(0.2)
+    time.sleep(3)  # the dequantizing child process is running now
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -117,3 +118,12 @@ def test_missing_extra_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(ConversionError, match=r"pip install 'slmkit\[convert\]' \(missing: torch\)"):
         convert_onnx._require_extra()
+
+
+def test_run_and_show_with_an_onnx_model(onnx_home: dict[str, Any]) -> None:
+    done = slm("run", f"{MODEL}:onnx-int4", "What is the capital of France?", "--temperature", "0",
+               "--max-tokens", "12", "--threads", "2", home=onnx_home["home"], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "paris" in done.stdout.lower()
+    shown = slm("show", f"{MODEL}:onnx-int4", home=onnx_home["home"])
+    assert shown.returncode != 0 and "is an onnx model" in shown.stderr and "Traceback" not in shown.stderr

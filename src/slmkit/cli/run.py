@@ -8,9 +8,9 @@ import sys
 import click
 
 from slmkit.cli.common import console, engine_options, handle_errors
-from slmkit.engine.base import GenerationRequest, SamplingParams
-from slmkit.engine.llamacpp.engine import LlamaCppEngine
+from slmkit.engine.base import Engine, GenerationRequest, SamplingParams
 from slmkit.errors import EngineError
+from slmkit.server.registry import load_engine
 from slmkit.settings import DEFAULT_MODEL, load_settings
 from slmkit.store.resolve import resolve_model
 
@@ -30,7 +30,7 @@ def run(model: str, prompt: str | None, system: str | None, temperature: float, 
     settings = load_settings(engine__parallel=parallel or 1, engine__ctx_size=ctx_size, engine__threads=threads)
     resolved = resolve_model(model)
     with console.status(f"loading {resolved.name}"):
-        engine = LlamaCppEngine(resolved.name, resolved.path, settings.engine)
+        engine = load_engine(resolved.name, resolved.path, resolved.format, settings.engine)
     sampling = SamplingParams(temperature=temperature, seed=seed)
     try:
         history = [{"role": "system", "content": system}] if system else []
@@ -42,7 +42,7 @@ def run(model: str, prompt: str | None, system: str | None, temperature: float, 
         engine.close()
 
 
-async def _turn(engine: LlamaCppEngine, history: list[dict[str, str]], prompt: str,
+async def _turn(engine: Engine, history: list[dict[str, str]], prompt: str,
                 sampling: SamplingParams, max_tokens: int) -> None:
     history.append({"role": "user", "content": prompt})
     tokens = engine.chat_tokens(engine.render_chat(history))
@@ -60,7 +60,7 @@ async def _turn(engine: LlamaCppEngine, history: list[dict[str, str]], prompt: s
     history.append({"role": "assistant", "content": "".join(reply)})
 
 
-async def _chat(engine: LlamaCppEngine, history: list[dict[str, str]], sampling: SamplingParams,
+async def _chat(engine: Engine, history: list[dict[str, str]], sampling: SamplingParams,
                 max_tokens: int) -> None:
     console.print(f"chatting with [bold]{engine.name}[/]; /bye or Ctrl-D to leave, /clear to forget")
     loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmkit.errors import StoreError
 from slmkit.store.gguf_meta import GGUFInfo, read_gguf
 from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import resolve_model
@@ -77,6 +78,9 @@ class ModelDescription:
 def describe(spec: str, home: Path) -> ModelDescription:
     """Everything known about a store model, embedded model or GGUF path. A corrupt file raises CorruptGGUF."""
     resolved = resolve_model(spec, home)
+    if resolved.format != "gguf":
+        raise StoreError(f"'{resolved.name}' is an {resolved.format} model (its files are in {resolved.path}); "
+                         "show describes GGUF models")
     manifest = Store(home).find(spec) if resolved.digest else None
     return ModelDescription(name=resolved.name, path=resolved.path, info=read_gguf(resolved.path),
                             profile=resolved.profile, digest=resolved.digest,
