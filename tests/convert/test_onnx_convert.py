@@ -15,6 +15,7 @@ import pytest
 
 from slmkit.convert import onnx as convert_onnx
 from slmkit.errors import ConversionError
+from slmkit.store.embedded import EMBEDDED
 from slmkit.store.store import Store
 from tests.conftest import MODEL, slm
 from tests.helpers import free_port
@@ -127,3 +128,15 @@ def test_run_and_show_with_an_onnx_model(onnx_home: dict[str, Any]) -> None:
     assert "paris" in done.stdout.lower()
     shown = slm("show", f"{MODEL}:onnx-int4", home=onnx_home["home"])
     assert shown.returncode != 0 and "is an onnx model" in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_eval_scores_onnx_drift_from_the_gguf(onnx_home: dict[str, Any], tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 40)
+    gguf = str(EMBEDDED[MODEL].path())  # in this store the bare name is the int8 ONNX model
+    done = slm("eval", gguf, f"{MODEL}:onnx-int4", "--no-tasks", "--text", str(text), "--window", "64",
+               "--max-tokens", "200", "--threads", "2", "--no-plots", "--json", home=onnx_home["home"], timeout=300)
+    assert done.returncode == 0, done.stderr
+    models = json.loads(done.stdout)["models"]
+    assert models[1]["size_bytes"] > 10_000_000
+    assert models[1]["drift"]["perplexity"] > 1 and 0 < models[1]["drift"]["top1_agreement"] <= 1

@@ -14,11 +14,11 @@ import click
 
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console, fail, handle_errors
-from slmkit.engine.llamacpp.engine import LlamaCppEngine
 from slmkit.errors import InvalidRequest
 from slmkit.eval.perplexity import LogitSource, drift, perplexity, read_text
 from slmkit.eval.report import SCHEMA, markdown_tables, write_eval_plot
 from slmkit.eval.tasks import CaseResult, TaskCase, builtin_suite, load_suite, pass_rates, run_suite
+from slmkit.server.registry import load_engine
 from slmkit.settings import load_settings
 from slmkit.store.resolve import ResolvedModel, resolve_model
 
@@ -58,7 +58,7 @@ def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride
         "config": {"window": window, "stride": stride, "max_tokens": max_tokens, "threads": n_threads,
                    "text": corpus_name, "suite": str(suite) if suite else ("built-in" if cases else None),
                    "reference": resolved[0].name},
-        "models": [{"name": r.name, "file": str(r.path), "size_bytes": r.path.stat().st_size} for r in resolved],
+        "models": [{"name": r.name, "file": str(r.path), "size_bytes": _size(r.path)} for r in resolved],
         "partial": False, "partial_reason": None,
     }
     try:
@@ -109,7 +109,7 @@ def _status(label: str, ctrl_c: CtrlC) -> tuple[Any, Callable[[int, int], None]]
 
 def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, window: int, stride: int,
              max_tokens: int | None, threads: int, ctrl_c: CtrlC) -> None:
-    reference = LogitSource(models[0].path, window=window, threads=threads)
+    reference = _logit_source(models[0], window, threads)
     try:
         if len(models) == 1:
             status, tick = _status(f"perplexity of {models[0].name}", ctrl_c)
@@ -120,7 +120,7 @@ def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, wind
         others: list[LogitSource] = []
         try:
             for model in models[1:]:
-                others.append(LogitSource(model.path, window=window, threads=threads))
+                others.append(_logit_source(model, window, threads))
             status, tick = _status(f"drift from {models[0].name}", ctrl_c)
             with status:
                 results = drift(reference, others, corpus, window=window, stride=stride, max_tokens=max_tokens,
@@ -136,6 +136,22 @@ def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, wind
         reference.close()
 
 
+def _size(path: Path) -> int:
+    """A GGUF file's size, or the total of an ONNX model folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _logit_source(model: ResolvedModel, window: int, threads: int) -> LogitSource:
+    """llama.cpp's logits for a GGUF, onnxruntime-genai's for an ONNX model."""
+    if model.format == "onnx":
+        from slmkit.eval.onnx_logits import OnnxLogitSource
+
+        return OnnxLogitSource(model.path, window=window, threads=threads)  # type: ignore[return-value]
+    return LogitSource(model.path, window=window, threads=threads)
+
+
 def _ppl_part(result: dict[str, Any], value: float) -> dict[str, Any]:
     keys = ("tokens", "scored_tokens", "windows", "window", "stride")
     return {**{k: result[k] for k in keys}, "perplexity": value}
@@ -145,7 +161,7 @@ def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: 
            ctrl_c: CtrlC) -> dict[str, Any]:
     settings = load_settings(engine__parallel=parallel, engine__ctx_size=1024, engine__threads=threads)
     with err_console.status(f"task suite on {model.name}") as status:
-        engine = LlamaCppEngine(model.name, model.path, settings.engine)
+        engine = load_engine(model.name, model.path, model.format, settings.engine)
         done: list[str] = []
 
         def tick(result: CaseResult) -> None:

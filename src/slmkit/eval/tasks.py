@@ -24,8 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from slmkit.engine.base import GenerationRequest, SamplingParams
-from slmkit.engine.llamacpp.engine import LlamaCppEngine
+from slmkit.engine.base import Engine, GenerationRequest, SamplingParams
 from slmkit.errors import InvalidRequest
 
 CHECKS = ("exact", "regex", "not_regex", "json_schema")
@@ -150,7 +149,7 @@ def _norm(text: str) -> str:
     return text.strip().rstrip(".").strip().casefold()
 
 
-async def _run_case(engine: LlamaCppEngine, case: TaskCase) -> CaseResult:
+async def _run_case(engine: Engine, case: TaskCase) -> CaseResult:
     prompt = engine.chat_tokens(engine.render_chat(case.messages))
     request = GenerationRequest(prompt=prompt, sampling=SamplingParams(temperature=0.0, seed=0),
                                 max_tokens=case.max_tokens, stop=case.stop, request_id=case.id)
@@ -166,7 +165,7 @@ async def _run_case(engine: LlamaCppEngine, case: TaskCase) -> CaseResult:
     return CaseResult(case.id, case.task, not failures, output, failures, finish)
 
 
-def run_suite(engine: LlamaCppEngine, cases: list[TaskCase], slots: int,
+def run_suite(engine: Engine, cases: list[TaskCase], slots: int,
               on_result: Callable[[CaseResult], None] | None = None,
               stop: Callable[[], bool] | None = None) -> list[CaseResult]:
     """All cases, greedy (temperature 0), ``slots`` at a time through the batching engine.
