@@ -20,9 +20,8 @@ from slmkit.store.store import Store
 from tests.conftest import MODEL, slm
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_int4_and_int8_are_registered_as_onnx(onnx_home: dict[str, Any]) -> None:
     store = Store(onnx_home["home"])
     sizes = {}
@@ -47,6 +46,7 @@ def test_int4_and_int8_are_registered_as_onnx(onnx_home: dict[str, Any]) -> None
     assert not [p for p in (onnx_home["home"] / "tmp").iterdir() if p.name.startswith("convert-")]
 
 
+@pytest.mark.slow
 def test_list_shows_onnx_models(onnx_home: dict[str, Any]) -> None:
     done = slm("list", "--json", home=onnx_home["home"])
     assert done.returncode == 0, done.stderr
@@ -86,6 +86,7 @@ def test_serving_a_folder_without_genai_config_fails_clearly(tmp_path: Path) -> 
     assert "no genai_config.json" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_conversion_leaves_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     cmd = [sys.executable, "-m", "slmkit", "convert", MODEL, "--to", "onnx", "--precision", "int4", "--threads", "1"]
@@ -121,6 +122,7 @@ def test_missing_extra_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> No
         convert_onnx._require_extra()
 
 
+@pytest.mark.slow
 def test_run_and_show_with_an_onnx_model(onnx_home: dict[str, Any]) -> None:
     done = slm("run", f"{MODEL}:onnx-int4", "What is the capital of France?", "--temperature", "0",
                "--max-tokens", "12", "--threads", "2", home=onnx_home["home"], timeout=120)
@@ -130,6 +132,7 @@ def test_run_and_show_with_an_onnx_model(onnx_home: dict[str, Any]) -> None:
     assert shown.returncode != 0 and "is an onnx model" in shown.stderr and "Traceback" not in shown.stderr
 
 
+@pytest.mark.slow
 def test_eval_scores_onnx_drift_from_the_gguf(onnx_home: dict[str, Any], tmp_path: Path) -> None:
     text = tmp_path / "text.txt"
     text.write_text("The quick brown fox jumps over the lazy dog. " * 40)
@@ -140,3 +143,22 @@ def test_eval_scores_onnx_drift_from_the_gguf(onnx_home: dict[str, Any], tmp_pat
     models = json.loads(done.stdout)["models"]
     assert models[1]["size_bytes"] > 10_000_000
     assert models[1]["drift"]["perplexity"] > 1 and 0 < models[1]["drift"]["top1_agreement"] <= 1
+
+
+def test_store_folder_blobs_are_content_addressed_and_removed(tmp_path: Path) -> None:
+    from slmkit.store.store import Manifest
+
+    store = Store(tmp_path / "home")
+    digests = []
+    for _ in range(2):
+        folder = store.temp_dir("convert-")
+        (folder / "genai_config.json").write_text('{"model": {}}')
+        (folder / "model.onnx").write_bytes(b"onnx")
+        digests.append(store.add_folder(folder))
+        assert not folder.exists()
+    assert digests[0] == digests[1] and digests[0][1] == len('{"model": {}}') + 4
+    digest, size = digests[0]
+    store.write_manifest(Manifest(name="m", tag="onnx", digest=digest, size=size, format="onnx"))
+    assert (store.model_path(store.get("m:onnx")) / "model.onnx").read_bytes() == b"onnx"
+    store.remove("m:onnx")
+    assert not store.blob_path(digest).exists()
