@@ -109,3 +109,10 @@ class StoreError(SlmkitError):
     status = 400
     code = "store_error"
     type = "invalid_request_error"
+
+
+class ConversionError(SlmkitError):
+    """A model could not be converted (missing files, unsupported layout)."""
+
+    status = 500
+    code = "conversion_failed"

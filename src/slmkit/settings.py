@@ -49,6 +49,9 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_tokens_cap: int = Field(32768, ge=1)
     max_n: int = Field(8, ge=1)
+    keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded; negative: forever.")
+    max_loaded_models: int = Field(3, ge=1, description="Loaded models before the least recently used goes.")
+    max_memory_bytes: int | None = Field(None, ge=1, description="Budget for loaded models (weights + KV).")
 
 
 class Settings(BaseSettings):

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from slmkit.cli.common import engine_options, handle_errors
+from slmkit.cli.common import engine_options, handle_errors, parse_bytes
+from slmkit.server.protocol.ollama import parse_keep_alive
 from slmkit.settings import load_settings
 
 SWITCH_INTERVAL_S = 0.0005
@@ -18,18 +19,27 @@ SWITCH_INTERVAL_S = 0.0005
 @click.option("--model", "-m", "models", multiple=True,
               help="Model to serve; repeat for several [smollm2-135m-instruct].")
 @click.option("--max-queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot [64].")
+@click.option("--keep-alive", default=None,
+              help="How long an idle model stays loaded: seconds or a duration like 5m; 0 unloads at once, "
+                   "-1 keeps it [5m].")
+@click.option("--max-loaded-models", type=click.IntRange(min=1), default=None,
+              help="Models loaded at once before the least recently used is unloaded [3].")
+@click.option("--max-memory", default=None, help="Memory budget for loaded models, e.g. 2GiB or 800MB [none].")
 @engine_options
 @handle_errors
 def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
+          keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
           parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
-    """Serve models over the OpenAI API."""
+    """Serve models over the OpenAI and Ollama APIs (models load on first use)."""
     import uvicorn
 
     from slmkit.server.app import create_app
 
     settings = load_settings(server__host=host, server__port=port, server__models=list(models) or None,
                              engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads,
-                             engine__max_queue=max_queue)
+                             engine__max_queue=max_queue, server__keep_alive=parse_keep_alive(keep_alive),
+                             server__max_loaded_models=max_loaded_models,
+                             server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None)
     # Resolve the models now, so a bad name is one line, not a failed startup.
     from slmkit.store.resolve import resolve_model
 

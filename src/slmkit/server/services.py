@@ -9,9 +9,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from slmkit.engine.base import Engine, EventStream, FinishReason, GenerationRequest, SamplingParams, TokenEvent
+from slmkit.engine.base import (
+    Embedder,
+    Engine,
+    EventStream,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TokenEvent,
+)
 from slmkit.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from slmkit.server.registry import ModelRegistry
+from slmkit.server.tools import ToolPlan, prepare_messages
 
 
 @dataclass
@@ -103,6 +112,15 @@ class Usage:
 
 
 @dataclass
+class EmbeddingResult:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+    load_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
 class ChoiceResult:
     text: str = ""
     finish_reason: FinishReason | None = None
@@ -128,10 +146,48 @@ class GenerationService:
         self.registry = registry
 
     def engine(self, model: str | None) -> Engine:
-        return self.registry.get(model)
+        engine = self.registry.get(model)
+        if isinstance(engine, Embedder):
+            raise InvalidRequest(f"model '{engine.name}' is an embedding model: it cannot generate text",
+                                 param="model")
+        return engine
 
-    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
-        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+    async def load(self, model: str | None, *, keep_alive: float | None = None) -> Engine:
+        """The chat/text engine for ``model``, loaded on demand (see ModelRegistry.acquire)."""
+        await self.registry.acquire(model, keep_alive=keep_alive)
+        return self.engine(model)
+
+    async def embedder(self, model: str | None, *, keep_alive: float | None = None) -> Embedder:
+        engine = await self.registry.acquire(model, keep_alive=keep_alive, kind="embedding")
+        if not isinstance(engine, Embedder):
+            raise InvalidRequest(f"model '{engine.name}' does not support embeddings; use an embedding model "
+                                 "such as all-minilm-l6-v2", param="model")
+        return engine
+
+    async def embed(self, model: str | None, inputs: list[str] | list[list[int]], *, truncate: bool = True,
+                    keep_alive: float | None = None, param: str = "input") -> EmbeddingResult:
+        """Unit-length vectors, one per input. Over-long inputs are cut when ``truncate``,
+        else rejected (400 naming ``param``)."""
+        started = time.perf_counter()
+        embedder = await self.embedder(model, keep_alive=keep_alive)
+        load_s = time.perf_counter() - started
+        token_lists = [embedder.tokenize(i) if isinstance(i, str) else list(i) for i in inputs]
+        limit = embedder.context_length
+        for index, tokens in enumerate(token_lists):
+            if len(tokens) > limit and not truncate:
+                raise ContextLengthExceeded(
+                    f"input {index} has {len(tokens)} tokens, more than the model's context length of {limit}; "
+                    "shorten it or allow truncation", param=param)
+        token_lists = [embedder.truncate(t) for t in token_lists]
+        vectors = await embedder.embed(token_lists)
+        return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, token_lists)),
+                               load_s=load_s, total_s=time.perf_counter() - started)
+
+    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None = None) -> list[int]:
+        if plan is None and not any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+        messages, tools = prepare_messages(engine, messages, plan)
+        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True, tools=tools))
 
     def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
               *, prompt_param: str = "messages") -> Generation:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.errors import ModelNotFound
-from slmkit.store.embedded import EMBEDDED
+from slmkit.store.embedded import ALIASES, EMBEDDED
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 
@@ -21,7 +21,7 @@ class ResolvedModel:
 
 def resolve_model(spec: str) -> ResolvedModel:
     """Resolve an embedded model name or a path to a GGUF file."""
-    key = spec.lower()
+    key = ALIASES.get(spec.lower(), spec.lower())
     if key in EMBEDDED:
         return ResolvedModel(name=key, path=EMBEDDED[key].path())
     path = Path(spec).expanduser()

@@ -1,9 +1,11 @@
-"""OpenAI routes: /v1/chat/completions, /v1/completions, /v1/models."""
+"""OpenAI routes: /v1/chat/completions, /v1/completions, /v1/models (embeddings and tool calls:
+openai_more.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,6 +28,7 @@ from slmkit.server.protocol.openai import (
     SamplingFields,
     Usage,
 )
+from slmkit.server.routes import openai_more
 from slmkit.server.services import GenerateOptions, Generation, GenerationService, raise_if_failed
 from slmkit.server.services import Usage as UsageCounts
 
@@ -72,9 +75,17 @@ def _check_n(request: Request, n: int) -> None:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
     _check_n(request, body.n)
-    engine = service.engine(body.model)
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages])
-    generation = service.start(engine.name, [prompt], _options(body, _max_tokens(request, body.token_limit())))
+    plan = openai_more.tool_plan(body)
+    engine = await service.load(body.model)
+    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], plan)
+    options = _options(body, _max_tokens(request, body.token_limit()))
+    if plan is not None:
+        options.sampling = replace(options.sampling, grammar=plan.grammar)
+    generation = service.start(engine.name, [prompt], options)
+    if plan is not None and body.stream:
+        return _stream(openai_more.tool_chat_chunks(generation, plan, body.include_usage, _usage, FINGERPRINT))
+    if plan is not None:
+        return await openai_more.tool_chat_response(generation, plan, _usage, FINGERPRINT)
     if body.stream:
         return _stream(_chat_chunks(generation, body.include_usage))
     result = await service.collect(generation)
@@ -124,7 +135,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     _check_n(request, body.n)
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
-    engine = service.engine(body.model)
+    engine = await service.load(body.model)
     prompts = _completion_prompts(engine, body.prompt)
     generation = service.start(engine.name, prompts, _options(body, _max_tokens(request, body.token_limit())),
                                prompt_param="prompt")
@@ -194,5 +205,5 @@ async def list_models(request: Request) -> ModelList:
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> ModelCard:
     registry = _service(request).registry
-    engine = registry.get(model_id)
-    return ModelCard(id=engine.name, created=registry.loaded_at(engine.name))
+    name = registry.resolve(model_id).name
+    return ModelCard(id=name, created=registry.loaded_at(name))

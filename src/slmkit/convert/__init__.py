@@ -1,0 +1,1 @@
+"""Model conversion: sentence-transformers BERT to GGUF (and, later, quantization)."""
