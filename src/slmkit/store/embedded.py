@@ -42,8 +42,12 @@ class EmbeddedSentenceTransformer(EmbeddedModel):
     """A sentence-transformers folder inside a package, converted to GGUF on first use and
     cached under the store home (``converted/``)."""
 
+    def source_dir(self) -> Path:
+        """The sentence-transformers folder (safetensors, vocab, configs) inside the package."""
+        return _package_dir(self.package, self.name, self.install) / self.filename
+
     def path(self) -> Path:
-        folder = _package_dir(self.package, self.name, self.install) / self.filename
+        folder = self.source_dir()
         if not (folder / "model.safetensors").is_file():
             raise ModelNotFound(f"{self.filename}/model.safetensors is missing from {self.package}: "
                                 f"run `{self.install}`")

@@ -154,7 +154,12 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
-    tool_calls: list[ToolCallOut] | None = None
+
+
+class AssistantToolMessage(AssistantMessage):
+    """An assistant message that calls tools (``tool_calls`` is left out of messages without calls)."""
+
+    tool_calls: list[ToolCallOut]
 
 
 class ChatChoice(BaseModel):

@@ -14,6 +14,7 @@ from slmkit.errors import InvalidRequest, SlmkitError
 from slmkit.server.errors import openai_error_body
 from slmkit.server.protocol.openai import (
     AssistantMessage,
+    AssistantToolMessage,
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -87,9 +88,9 @@ async def tool_chat_response(generation: Generation, plan: ToolPlan, usage_of: A
         if delta.finish:
             finishes[delta.index] = delta.finish
     choices = [
-        ChatChoice(index=i, finish_reason=finishes[i], message=AssistantMessage(
-            content=texts[i] if not calls[i] else None,
-            tool_calls=[_tool_call_out(c) for c in calls[i]] or None))
+        ChatChoice(index=i, finish_reason=finishes[i], message=AssistantToolMessage(
+            content=None, tool_calls=[_tool_call_out(c) for c in calls[i]]) if calls[i] else AssistantMessage(
+            content=texts[i]))
         for i in range(len(texts))
     ]
     out: Usage = usage_of(usage)
