@@ -32,6 +32,14 @@ def one_slot_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
+def tiny_server() -> Iterator[ServerProcess]:
+    """One slot and room for one waiting request: for admission and cancellation tests."""
+    proc = ServerProcess("--parallel", "1", "--max-queue", "1", "--ctx-size", "2048", "--threads", "2")
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="session")
 def client(server: ServerProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
 

@@ -96,6 +96,13 @@ class ServiceUnavailable(_RetryLater):
     code = "service_unavailable"
 
 
+class ClientDisconnected(SlmkitError):
+    """The client went away before its answer was ready (nginx's 499)."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class EngineError(SlmkitError):
     """The engine failed while generating."""
 

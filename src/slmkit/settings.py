@@ -28,6 +28,7 @@ class EngineSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
     batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
+    prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
     context_overflow: Literal["error", "truncate"] = "error"
 
     def n_threads(self) -> int:

@@ -25,10 +25,15 @@ SWITCH_INTERVAL_S = 0.0005
 @click.option("--max-loaded-models", type=click.IntRange(min=1), default=None,
               help="Models loaded at once before the least recently used is unloaded [3].")
 @click.option("--max-memory", default=None, help="Memory budget for loaded models, e.g. 2GiB or 800MB [none].")
+@click.option("--context-overflow", type=click.Choice(["error", "truncate"]), default=None,
+              help="A chat longer than the context: answer 400, or drop the oldest messages [error].")
+@click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
+              help="Most prompt tokens read per step, so running streams keep flowing [256].")
 @engine_options
 @handle_errors
 def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
           keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
+          context_overflow: str | None, prefill_chunk: int | None,
           parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Serve models over the OpenAI and Ollama APIs (models load on first use)."""
     import uvicorn
@@ -37,7 +42,8 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
 
     settings = load_settings(server__host=host, server__port=port, server__models=list(models) or None,
                              engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads,
-                             engine__max_queue=max_queue, server__keep_alive=parse_keep_alive(keep_alive),
+                             engine__max_queue=max_queue, engine__context_overflow=context_overflow,
+                             engine__prefill_chunk=prefill_chunk, server__keep_alive=parse_keep_alive(keep_alive),
                              server__max_loaded_models=max_loaded_models,
                              server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None)
     # Resolve the models now, so a bad name is one line, not a failed startup.

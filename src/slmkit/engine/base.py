@@ -121,6 +121,10 @@ class Engine(Protocol):
         """Live figures: running and waiting requests, KV usage, reused tokens."""
         ...
 
+    def slot_states(self) -> list[dict[str, int | bool]]:
+        """One entry per slot: id, busy, cached_tokens, generated."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.types import Message
 
 from slmkit.engine.base import (
     Embedder,
@@ -17,10 +19,13 @@ from slmkit.engine.base import (
     GenerationRequest,
     SamplingParams,
     TokenEvent,
+    TokenLogprob,
 )
-from slmkit.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from slmkit.errors import ClientDisconnected, ContextLengthExceeded, EngineError, InvalidRequest
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.tools import ToolPlan, prepare_messages
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -31,6 +36,7 @@ class GenerateOptions:
     max_tokens: int | None = None
     stop: Sequence[str] = ()
     n: int = 1
+    logprobs: int | None = None  # alternatives per token; None = no logprobs
 
 
 @dataclass
@@ -124,6 +130,7 @@ class EmbeddingResult:
 class ChoiceResult:
     text: str = ""
     finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -183,7 +190,25 @@ class GenerationService:
         return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, token_lists)),
                                load_s=load_s, total_s=time.perf_counter() - started)
 
-    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None = None) -> list[int]:
+    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None,
+                    plan: ToolPlan | None = None) -> list[int]:
+        """Render and tokenize a chat (with tools, see ``server.tools``). With the ``truncate``
+        overflow policy, the oldest non-system messages are dropped (the last one always stays)
+        until it fits."""
+        tokens = self._render(engine, messages, plan)
+        if self.registry.settings.engine.context_overflow != "truncate":
+            return tokens
+        messages = list(messages)
+        while len(tokens) + (max_tokens or 1) > engine.context_length:
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+            if not droppable:
+                break
+            del messages[droppable[0]]
+            tokens = self._render(engine, messages, plan)
+        return tokens
+
+    @staticmethod
+    def _render(engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None) -> list[int]:
         if plan is None and not any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
             return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
         messages, tools = prepare_messages(engine, messages, plan)
@@ -198,7 +223,7 @@ class GenerationService:
             self._check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
-                              max_tokens=options.max_tokens, stop=options.stop)
+                              max_tokens=options.max_tokens, stop=options.stop, logprobs=options.logprobs)
             for p in prompts for k in range(options.n)
         ]
         streams: list[EventStream] = []
@@ -235,6 +260,7 @@ class GenerationService:
             usage.add(index, event)
             result = results[index]
             result.text += event.text
+            result.logprobs.extend(event.logprobs)
             if event.finish_reason is not None:
                 result.finish_reason = event.finish_reason
                 result.timings = event.timings
@@ -246,3 +272,23 @@ def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:
     if k == 0 or sampling.seed is None:
         return sampling
     return replace(sampling, seed=sampling.seed + k)
+
+
+async def until_disconnected(receive: Callable[[], Awaitable[Message]], work: Awaitable[T]) -> T:
+    """Await ``work`` unless the client goes away first; then cancel it (freeing its slots)
+    and raise ``ClientDisconnected``."""
+    task = asyncio.ensure_future(work)
+
+    async def wait_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(wait_disconnect())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientDisconnected("the client closed the connection")

@@ -59,7 +59,8 @@ class LlamaCppEngine:
             eos_token=self.model.special_text(self.model.eos),
         )
         self.scheduler = Scheduler(self.model, self.ctx, slots=settings.parallel,
-                                   max_queue=settings.max_queue, name=name)
+                                   max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
+                                   name=name)
         self._info = {**self.model.describe(), "file": str(path), "format": "gguf",
                       "context_length": self.ctx.n_ctx_seq, "slots": settings.parallel}
 
@@ -94,6 +95,9 @@ class LlamaCppEngine:
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()
+
+    def slot_states(self) -> list[dict[str, int | bool]]:
+        return self.scheduler.slot_states()
 
     def close(self) -> None:
         self.scheduler.close()

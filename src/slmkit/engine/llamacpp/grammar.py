@@ -43,7 +43,7 @@ def json_schema_grammar(schema: dict[str, Any], param: str = "response_format") 
     """GBNF for documents that match ``schema``; 400 naming ``param`` if it cannot be built."""
     check_schema(schema, param)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        return str(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
         raise InvalidRequest(f"{param}: this JSON schema cannot be turned into a grammar: {exc}",
                              param=param) from exc

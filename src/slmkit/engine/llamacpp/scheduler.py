@@ -8,8 +8,9 @@ import threading
 import time
 from collections import deque
 
-from slmkit.engine.base import FinishReason, TokenEvent
+from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
+from slmkit.engine.llamacpp.logprobs import token_logprob
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Job, Slot, common_prefix
 from slmkit.errors import Overloaded, ServiceUnavailable, SlmkitError
@@ -20,9 +21,11 @@ log = logging.getLogger("slmkit.engine")
 class Scheduler:
     """Admits jobs into slots, runs decode steps, samples and hands tokens back."""
 
-    def __init__(self, model: Model, ctx: Context, *, slots: int, max_queue: int, name: str) -> None:
+    def __init__(self, model: Model, ctx: Context, *, slots: int, max_queue: int, prefill_chunk: int,
+                 name: str) -> None:
         self.model = model
         self.ctx = ctx
+        self.prefill_chunk = prefill_chunk
         self.slots = [Slot(seq=i) for i in range(slots)]
         self.max_queue = max_queue
         self.waiting: deque[Job] = deque()
@@ -58,6 +61,10 @@ class Scheduler:
             "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
             "prefix_cache_hit_tokens_total": self.reused_tokens_total,
         }
+
+    def slot_states(self) -> list[dict[str, int | bool]]:
+        return [{"id": s.seq, "busy": s.busy, "cached_tokens": len(s.cached), "generated": s.generated}
+                for s in self.slots]
 
     def close(self) -> None:
         with self.cond:
@@ -128,8 +135,9 @@ class Scheduler:
             if not slot.pending:
                 slot.batch_index = batch.add(slot.last_token, len(slot.cached), slot.seq, True)
                 slot.cached.append(slot.last_token)
+        budget = self.prefill_chunk
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.admitted_at):
-            self._add_prompt_chunk(slot)
+            budget -= self._add_prompt_chunk(slot, budget)
         if batch.n == 0:
             return
         rc = self.ctx.decode(batch)
@@ -138,12 +146,21 @@ class Scheduler:
             return
         for slot in active:
             if slot.batch_index >= 0 and slot.sampler is not None:
-                self._on_token(slot, slot.sampler.sample(self.ctx, slot.batch_index))
+                token = slot.sampler.sample(self.ctx, slot.batch_index)
+                self._on_token(slot, token, self._logprob(slot, token))
 
-    def _add_prompt_chunk(self, slot: Slot) -> None:
-        take = min(self.batch.free, len(slot.pending))
+    def _logprob(self, slot: Slot, token: int) -> list[TokenLogprob]:
+        assert slot.job is not None
+        top_n = slot.job.request.logprobs
+        if top_n is None or self.model.is_eog(token):
+            return []
+        return [token_logprob(self.model, self.ctx, slot.batch_index, token, top_n)]
+
+    def _add_prompt_chunk(self, slot: Slot, budget: int) -> int:
+        """Add up to ``budget`` of the slot's unread prompt; returns how many were added."""
+        take = min(self.batch.free, len(slot.pending), budget)
         if take <= 0:
-            return
+            return 0
         chunk, slot.pending = slot.pending[:take], slot.pending[take:]
         start = len(slot.cached)
         for j, token in enumerate(chunk):
@@ -152,8 +169,9 @@ class Scheduler:
         if not slot.pending:
             self.batch.raw.logits[index] = True
             slot.batch_index = index
+        return take
 
-    def _on_token(self, slot: Slot, token: int) -> None:
+    def _on_token(self, slot: Slot, token: int, logprobs: list[TokenLogprob]) -> None:
         if not slot.first_token_at:
             slot.first_token_at = time.perf_counter()
         request = slot.job.request if slot.job else None
@@ -164,15 +182,17 @@ class Scheduler:
         slot.generated += 1
         text, hit = slot.stops.feed(slot.text.feed(self.model.piece(token)))
         if hit:
-            self._finish(slot, text, FinishReason.STOP, token)
+            self._finish(slot, text, FinishReason.STOP, token, logprobs)
         elif (request.max_tokens is not None and slot.generated >= request.max_tokens) or (
             len(slot.cached) + 1 >= self.ctx.n_ctx_seq
         ):
-            self._finish(slot, *self._drain(slot, text, FinishReason.LENGTH), token)
+            self._finish(slot, *self._drain(slot, text, FinishReason.LENGTH), token, logprobs)
         else:
             slot.last_token = token
             assert slot.job is not None
-            slot.job.send(slot.event(text, [token]))
+            event = slot.event(text, [token])
+            event.logprobs = logprobs
+            slot.job.send(event)
 
     @staticmethod
     def _drain(slot: Slot, text: str, reason: FinishReason) -> tuple[str, FinishReason]:
@@ -182,9 +202,12 @@ class Scheduler:
             return text + tail, FinishReason.STOP
         return text + tail + slot.stops.flush(), reason
 
-    def _finish(self, slot: Slot, text: str, reason: FinishReason, token: int | None = None) -> None:
+    def _finish(self, slot: Slot, text: str, reason: FinishReason, token: int | None = None,
+                logprobs: list[TokenLogprob] | None = None) -> None:
         assert slot.job is not None
-        slot.job.send(slot.event(text, [] if token is None else [token], reason))
+        event = slot.event(text, [] if token is None else [token], reason)
+        event.logprobs = logprobs or []
+        slot.job.send(event)
         slot.release()
 
     def _fail_active(self, active: list[Slot], message: str) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from slmkit.engine.base import SamplingParams
+from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
+from slmkit.errors import InvalidRequest
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 
@@ -46,6 +48,18 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class SamplingFields(BaseModel):
     """Sampling fields shared by chat and text completions (plus the common extensions)."""
 
@@ -67,6 +81,7 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: dict[str, float] | None = None
+    response_format: ResponseFormat | None = None
     user: str | None = None
 
     @field_validator("logit_bias")
@@ -99,7 +114,18 @@ class SamplingFields(BaseModel):
         }
         chosen = {k: v for k, v in values.items() if v is not None}
         bias = {int(k): v for k, v in (self.logit_bias or {}).items()}
-        return SamplingParams(**{**defaults.__dict__, **chosen, "logit_bias": bias})
+        return SamplingParams(**{**defaults.__dict__, **chosen, "logit_bias": bias, "grammar": self.grammar()})
+
+    def grammar(self) -> str | None:
+        """The GBNF grammar that ``response_format`` asks for, if any."""
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return json_object_grammar()
+        if fmt.json_schema is None:
+            raise InvalidRequest("response_format of type json_schema needs a json_schema", param="response_format")
+        return json_schema_grammar(fmt.json_schema.schema_, "response_format.json_schema.schema")
 
     @property
     def include_usage(self) -> bool:
@@ -112,9 +138,15 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def logprob_count(self) -> int | None:
+        """How many alternatives to report per token; None when logprobs are off."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(SamplingFields):
@@ -122,9 +154,13 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
     suffix: str | None = None
     max_tokens: PositiveInt | None = 16
+    logprobs: StrictInt | None = Field(None, ge=0, le=20)
 
     def token_limit(self) -> int | None:
         return self.max_tokens
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 # -- responses ----------------------------------------------------------------------

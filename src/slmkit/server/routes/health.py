@@ -12,3 +12,14 @@ async def health(request: Request) -> dict[str, object]:
     """The process is alive and answering."""
     registry = request.app.state.service.registry
     return {"status": "ok", "models": registry.names()}
+
+
+@router.get("/slots")
+async def slots(request: Request) -> dict[str, object]:
+    """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
+    registry = request.app.state.service.registry
+    out: dict[str, object] = {}
+    for name in registry.names():
+        engine = registry.get(name)
+        out[name] = {**engine.stats(), "slots": engine.slot_states()}
+    return out

@@ -35,7 +35,7 @@ from slmkit.server.protocol.ollama import (
     parse_keep_alive,
     rfc3339,
 )
-from slmkit.server.services import GenerateOptions, Generation, GenerationService
+from slmkit.server.services import GenerateOptions, Generation, GenerationService, until_disconnected
 from slmkit.server.tools import ToolCall, ToolPlan, parse_tools, plan_tools, tool_deltas
 
 router = APIRouter(tags=["ollama"])
@@ -142,6 +142,10 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     lines = _generate_lines(generation, body.model, started, load_s)
     if body.stream:
         return _ndjson(lines)
+    return await until_disconnected(request.receive, _collect_generate(lines))
+
+
+async def _collect_generate(lines: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     text = ""
     async for line in lines:
@@ -186,12 +190,16 @@ async def chat(body: ChatRequest, request: Request) -> Any:
     engine, load_s = await _load(service, body)
     if not body.messages:
         return await _load_only(request, body, load_s, "message")
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], plan)
+    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], body.options.max_tokens(), plan)
     options = _options(body, engine, prompt, plan.grammar if plan else grammar)
     generation = service.start(engine.name, [prompt], options)
     lines = _chat_lines(generation, plan, body.model, started, load_s)
     if body.stream:
         return _ndjson(lines)
+    return await until_disconnected(request.receive, _collect_chat(lines))
+
+
+async def _collect_chat(lines: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     text = ""
     calls: list[dict[str, Any]] = []

@@ -3,17 +3,13 @@ openai_more.py)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
-from slmkit.engine.base import FinishReason
-from slmkit.errors import InvalidRequest, SlmkitError
-from slmkit.server.errors import openai_error_body
+from slmkit.engine.base import Engine
+from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.openai import (
     AssistantMessage,
     ChatChoice,
@@ -24,135 +20,105 @@ from slmkit.server.protocol.openai import (
     CompletionResponse,
     ModelCard,
     ModelList,
-    PromptTokensDetails,
     SamplingFields,
-    Usage,
 )
 from slmkit.server.routes import openai_more
-from slmkit.server.services import GenerateOptions, Generation, GenerationService, raise_if_failed
-from slmkit.server.services import Usage as UsageCounts
+from slmkit.server.routes.openai_encode import (
+    FINGERPRINT,
+    chat_chunks,
+    chat_logprobs,
+    completion_chunks,
+    completion_logprobs,
+    finish_reason,
+    sse_response,
+    usage,
+)
+from slmkit.server.services import GenerateOptions, GenerationService, until_disconnected
 
 router = APIRouter(tags=["openai"])
-FINGERPRINT = "slmkit"
 
 
 def _service(request: Request) -> GenerationService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def _options(body: SamplingFields, max_tokens: int | None) -> GenerateOptions:
-    return GenerateOptions(sampling=body.sampling(), max_tokens=max_tokens, stop=body.stop_list(), n=body.n)
+def _options(request: Request, body: ChatCompletionRequest | CompletionRequest) -> GenerateOptions:
+    """Check the server's caps, then turn the body into engine terms (nothing reaches the
+    engine when any of this fails)."""
+    server = request.app.state.settings.server
+    max_tokens = body.token_limit()
+    if max_tokens is not None and max_tokens > server.max_tokens_cap:
+        raise InvalidRequest(f"max_tokens may be at most {server.max_tokens_cap}", param="max_tokens")
+    if body.n > server.max_n:
+        raise InvalidRequest(f"n may be at most {server.max_n}", param="n")
+    return GenerateOptions(sampling=body.sampling(), max_tokens=max_tokens, stop=body.stop_list(), n=body.n,
+                           logprobs=body.logprob_count())
 
 
-def _finish(reason: FinishReason | None) -> str:
-    return "length" if reason is FinishReason.LENGTH else "stop"
-
-
-def _usage(counts: UsageCounts) -> Usage:
-    prompt, completion = counts.prompt_tokens, counts.completion_tokens
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                 prompt_tokens_details=PromptTokensDetails(cached_tokens=counts.cached_tokens))
-
-
-def _sse(payload: Any) -> str:
-    return f"data: {payload}\n\n"
-
-
-def _max_tokens(request: Request, wanted: int | None) -> int | None:
-    cap: int = request.app.state.settings.server.max_tokens_cap
-    if wanted is not None and wanted > cap:
-        raise InvalidRequest(f"max_tokens may be at most {cap}", param="max_tokens")
-    return wanted
-
-
-def _check_n(request: Request, n: int) -> None:
-    cap: int = request.app.state.settings.server.max_n
-    if n > cap:
-        raise InvalidRequest(f"n may be at most {cap}", param="n")
+def _check_bias(engine: Engine, body: SamplingFields) -> None:
+    vocab = int(engine.info["vocab_size"])
+    for key in body.logit_bias or {}:
+        if not 0 <= int(key) < vocab:
+            raise InvalidRequest(f"logit_bias names token {key}, outside the vocabulary (0..{vocab - 1})",
+                                 param="logit_bias")
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
-    _check_n(request, body.n)
+    options = _options(request, body)
     plan = openai_more.tool_plan(body)
+    if plan is not None and options.sampling.grammar is not None:
+        raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
     engine = await service.load(body.model)
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], plan)
-    options = _options(body, _max_tokens(request, body.token_limit()))
+    _check_bias(engine, body)
+    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens, plan)
     if plan is not None:
         options.sampling = replace(options.sampling, grammar=plan.grammar)
     generation = service.start(engine.name, [prompt], options)
     if plan is not None and body.stream:
-        return _stream(openai_more.tool_chat_chunks(generation, plan, body.include_usage, _usage, FINGERPRINT))
+        return sse_response(openai_more.tool_chat_chunks(generation, plan, body.include_usage, usage, FINGERPRINT))
     if plan is not None:
-        return await openai_more.tool_chat_response(generation, plan, _usage, FINGERPRINT)
+        return await until_disconnected(request.receive,
+                                        openai_more.tool_chat_response(generation, plan, usage, FINGERPRINT))
     if body.stream:
-        return _stream(_chat_chunks(generation, body.include_usage))
-    result = await service.collect(generation)
-    return ChatCompletionResponse(
-        id=f"chatcmpl-{generation.id}", created=generation.created, model=generation.model,
-        system_fingerprint=FINGERPRINT,
-        choices=[ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=_finish(c.finish_reason))
-                 for i, c in enumerate(result.choices)],
-        usage=_usage(result.usage),
-    )
-
-
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(chunks, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def _chat_chunks(generation: Generation, include_usage: bool) -> AsyncIterator[str]:
-    head = {"id": f"chatcmpl-{generation.id}", "object": "chat.completion.chunk", "created": generation.created,
-            "model": generation.model, "system_fingerprint": FINGERPRINT}
-
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
-        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return _sse(json.dumps({**head, "choices": [choice]}, ensure_ascii=False))
-
-    for i in range(len(generation.streams)):
-        yield chunk(i, {"role": "assistant", "content": ""})
-    usage = generation.usage()
-    try:
-        async for index, event in generation.events():
-            raise_if_failed(event)
-            usage.add(index, event)
-            if event.text:
-                yield chunk(index, {"content": event.text})
-            if event.finish_reason is not None:
-                yield chunk(index, {}, _finish(event.finish_reason))
-        if include_usage:
-            yield _sse(json.dumps({**head, "choices": [], "usage": _usage(usage).model_dump()}))
-    except SlmkitError as exc:
-        yield _sse(json.dumps(openai_error_body(exc)))
-    yield _sse("[DONE]")
+        return sse_response(chat_chunks(generation, body.include_usage, body.logprobs))
+    result = await until_disconnected(request.receive, service.collect(generation))
+    choices = [
+        ChatChoice(index=i, message=AssistantMessage(content=c.text), finish_reason=finish_reason(c.finish_reason),
+                   logprobs=chat_logprobs(c.logprobs) if body.logprobs else None)
+        for i, c in enumerate(result.choices)
+    ]
+    return ChatCompletionResponse(id=f"chatcmpl-{generation.id}", created=generation.created,
+                                  model=generation.model, system_fingerprint=FINGERPRINT, choices=choices,
+                                  usage=usage(result.usage))
 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     service = _service(request)
-    _check_n(request, body.n)
+    options = _options(request, body)
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = await service.load(body.model)
+    _check_bias(engine, body)
     prompts = _completion_prompts(engine, body.prompt)
-    generation = service.start(engine.name, prompts, _options(body, _max_tokens(request, body.token_limit())),
-                               prompt_param="prompt")
-    echo = [engine.detokenize(p) if body.echo else "" for p in generation.prompts]
+    generation = service.start(engine.name, prompts, options, prompt_param="prompt")
+    echo = [engine.detokenize(prompts[i // body.n]) if body.echo else "" for i in range(len(generation.streams))]
+    want_logprobs = body.logprobs is not None
     if body.stream:
-        return _stream(_completion_chunks(generation, body.include_usage, echo))
-    result = await service.collect(generation)
-    return CompletionResponse(
-        id=f"cmpl-{generation.id}", created=generation.created, model=generation.model,
-        system_fingerprint=FINGERPRINT,
-        choices=[CompletionChoice(index=i, text=echo[i] + c.text, finish_reason=_finish(c.finish_reason))
-                 for i, c in enumerate(result.choices)],
-        usage=_usage(result.usage),
-    )
+        return sse_response(completion_chunks(generation, body.include_usage, echo, want_logprobs))
+    result = await until_disconnected(request.receive, service.collect(generation))
+    choices = [
+        CompletionChoice(index=i, text=echo[i] + c.text, finish_reason=finish_reason(c.finish_reason),
+                         logprobs=completion_logprobs(c.logprobs, len(echo[i])) if want_logprobs else None)
+        for i, c in enumerate(result.choices)
+    ]
+    return CompletionResponse(id=f"cmpl-{generation.id}", created=generation.created, model=generation.model,
+                              system_fingerprint=FINGERPRINT, choices=choices, usage=usage(result.usage))
 
 
-def _completion_prompts(engine: Any, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
+def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
     if isinstance(prompt, str):
         items: list[Any] = [prompt]
     elif prompt and all(isinstance(t, int) for t in prompt):
@@ -161,39 +127,14 @@ def _completion_prompts(engine: Any, prompt: str | list[str] | list[int] | list[
         items = list(prompt)
     if not items:
         raise InvalidRequest("prompt must not be empty", param="prompt")
+    vocab = int(engine.info["vocab_size"])
     out = []
     for item in items:
         tokens = engine.tokenize(item, add_special=True, parse_special=False) if isinstance(item, str) else list(item)
-        if any(not 0 <= t < engine.info["vocab_size"] for t in tokens):
+        if any(not 0 <= t < vocab for t in tokens):
             raise InvalidRequest("prompt contains a token id outside the vocabulary", param="prompt")
         out.append(tokens)
     return out
-
-
-async def _completion_chunks(generation: Generation, include_usage: bool, echo: list[str]) -> AsyncIterator[str]:
-    head = {"id": f"cmpl-{generation.id}", "object": "text_completion", "created": generation.created,
-            "model": generation.model, "system_fingerprint": FINGERPRINT}
-
-    def chunk(index: int, text: str, finish: str | None = None) -> str:
-        choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
-        return _sse(json.dumps({**head, "choices": [choice]}, ensure_ascii=False))
-
-    usage = generation.usage()
-    try:
-        for i, text in enumerate(echo):
-            if text:
-                yield chunk(i, text)
-        async for index, event in generation.events():
-            raise_if_failed(event)
-            usage.add(index, event)
-            if event.text or event.finish_reason is not None:
-                finish = _finish(event.finish_reason) if event.finish_reason is not None else None
-                yield chunk(index, event.text, finish)
-        if include_usage:
-            yield _sse(json.dumps({**head, "choices": [], "usage": _usage(usage).model_dump()}))
-    except SlmkitError as exc:
-        yield _sse(json.dumps(openai_error_body(exc)))
-    yield _sse("[DONE]")
 
 
 @router.get("/v1/models")
