@@ -236,20 +236,22 @@ class ModelRegistry:
 
     async def _load(self, name: str | None, kind: str) -> LoadedModel:
         resolved = await asyncio.to_thread(self.resolve, name, kind)
+        log.info("reading %s", resolved.path)
         try:
             facts = await asyncio.to_thread(self._read_facts, resolved.path)
         except SlmkitError as exc:
+            log.warning("model %s failed to load: %s", resolved.name, exc.message)
             raise ModelLoadError(f"model '{resolved.name}' failed to load: {exc.message}") from exc
         memory = self._estimate(facts)
         await self._make_room(memory, exclude=resolved.name)
         started = time.perf_counter()
         cls = LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
+        log.info("loading %s from %s", resolved.name, resolved.path)
         try:
             engine = await asyncio.to_thread(cls, resolved.name, resolved.path, self.settings.engine)
-        except SlmkitError as exc:
-            raise ModelLoadError(f"model '{resolved.name}' failed to load: {exc.message}") from exc
         except Exception as exc:
-            raise ModelLoadError(f"model '{resolved.name}' failed to load: {exc}") from exc
+            reason = exc.message if isinstance(exc, SlmkitError) else str(exc)
+            raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
         seconds = time.perf_counter() - started
         entry = LoadedModel(name=resolved.name, engine=engine, facts=facts, path=resolved.path,
                             memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds)
