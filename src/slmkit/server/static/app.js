@@ -75,6 +75,7 @@ async function send(text) {
       body: JSON.stringify({
         model: $("model").value, messages: requestMessages(), stream: true,
         temperature: Number($("temperature").value),
+        max_tokens: Number($("max-tokens").value) || undefined,
       }),
     });
     if (!response.ok) throw new Error((await response.json()).error.message);
