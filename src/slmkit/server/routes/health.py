@@ -19,7 +19,8 @@ async def slots(request: Request) -> dict[str, object]:
     """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
     registry = request.app.state.service.registry
     out: dict[str, object] = {}
-    for name in registry.names():
-        engine = registry.get(name)
-        out[name] = {**engine.stats(), "slots": engine.slot_states()}
+    for entry in registry.loaded():  # models load on demand: only the loaded ones have slots
+        engine = entry.engine
+        if hasattr(engine, "slot_states"):  # embedding engines have no generation slots
+            out[entry.name] = {**engine.stats(), "slots": engine.slot_states()}
     return out
