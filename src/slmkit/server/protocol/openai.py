@@ -215,6 +215,16 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage
 
 
+class ToolChatChoice(ChatChoice):
+    """A choice whose message may call tools (serialized with ``tool_calls`` only when it does)."""
+
+    message: AssistantToolMessage | AssistantMessage
+
+
+class ToolChatCompletionResponse(ChatCompletionResponse):
+    choices: list[ToolChatChoice]  # type: ignore[assignment]
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str

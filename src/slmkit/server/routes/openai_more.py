@@ -15,15 +15,15 @@ from slmkit.server.errors import openai_error_body
 from slmkit.server.protocol.openai import (
     AssistantMessage,
     AssistantToolMessage,
-    ChatChoice,
     ChatCompletionRequest,
-    ChatCompletionResponse,
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
     FunctionCall,
     ToolCallOut,
+    ToolChatChoice,
+    ToolChatCompletionResponse,
     Usage,
 )
 from slmkit.server.services import Generation, GenerationService
@@ -76,7 +76,7 @@ def _tool_call_out(call: ToolCall) -> ToolCallOut:
 
 
 async def tool_chat_response(generation: Generation, plan: ToolPlan, usage_of: Any,
-                             fingerprint: str) -> ChatCompletionResponse:
+                             fingerprint: str) -> ToolChatCompletionResponse:
     texts = [""] * len(generation.streams)
     calls: list[list[ToolCall]] = [[] for _ in generation.streams]
     finishes = ["stop"] * len(generation.streams)
@@ -88,13 +88,13 @@ async def tool_chat_response(generation: Generation, plan: ToolPlan, usage_of: A
         if delta.finish:
             finishes[delta.index] = delta.finish
     choices = [
-        ChatChoice(index=i, finish_reason=finishes[i], message=AssistantToolMessage(
+        ToolChatChoice(index=i, finish_reason=finishes[i], message=AssistantToolMessage(
             content=None, tool_calls=[_tool_call_out(c) for c in calls[i]]) if calls[i] else AssistantMessage(
             content=texts[i]))
         for i in range(len(texts))
     ]
     out: Usage = usage_of(usage)
-    return ChatCompletionResponse(id=f"chatcmpl-{generation.id}", created=generation.created,
+    return ToolChatCompletionResponse(id=f"chatcmpl-{generation.id}", created=generation.created,
                                   model=generation.model, system_fingerprint=fingerprint, choices=choices,
                                   usage=out)
 
