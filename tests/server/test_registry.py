@@ -93,10 +93,12 @@ def test_keep_alive_expiry_and_zero(multi: ServerProcess) -> None:
     assert unload["done_reason"] == "unload" and MODEL not in _loaded(multi)
     # keep_alive 0 on a real request unloads right after it
     assert _chat(multi, MODEL, keep_alive=0).status_code == 200
+    embedded = ollama.Client(host=multi.url, timeout=120).embed(model=EMBED_MODEL, input="hi", keep_alive=0)
+    assert len(embedded.embeddings) == 1
     deadline = time.monotonic() + 10
-    while MODEL in _loaded(multi) and time.monotonic() < deadline:
+    while {MODEL, EMBED_MODEL} & set(_loaded(multi)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert MODEL not in _loaded(multi)
+    assert not {MODEL, EMBED_MODEL} & set(_loaded(multi))
 
 
 def test_keep_alive_forever(multi: ServerProcess) -> None:

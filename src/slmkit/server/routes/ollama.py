@@ -246,7 +246,8 @@ async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
         raise InvalidRequest(f"model '{embedder.name}' produces {embedder.dimensions}-dimensional vectors",
                              param="dimensions")
-    result = await service.embed(embedder.name, inputs, truncate=body.truncate)
+    result = await service.embed(embedder.name, inputs, truncate=body.truncate,
+                                 keep_alive=parse_keep_alive(body.keep_alive))
     return EmbedResponse(model=body.model, embeddings=result.vectors, total_duration=_ns(result.total_s),
                          load_duration=_ns(result.load_s), prompt_eval_count=result.prompt_tokens)
 
