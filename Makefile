@@ -5,7 +5,11 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test install install-test lint clean browser
+# Debian packages some tests need (promtool; chromium for the chat page test, driven by Playwright,
+# which never downloads a browser here). Installed when running as root, as CI does.
+SYSTEM_PKGS := prometheus chromium
+
+.PHONY: run test install install-test system-deps lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +36,17 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/slm serve
 
-test: install-test browser
-	$(BIN)/python -m pytest
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	fi
 
-# The chat page test drives Debian's chromium (Playwright never downloads a browser here).
-browser:
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+test: install-test system-deps
+	$(BIN)/python -m pytest
 
 lint: install-test
 	$(BIN)/ruff check src tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,19 @@ from tests.helpers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT.parent / "shared" / "specs"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slm_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test and every server it starts uses a fresh store, never ~/.slmkit."""
+    home = tmp_path_factory.mktemp("slm-home")
+    previous = os.environ.get("SLM_HOME")
+    os.environ["SLM_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("SLM_HOME", None)
+    else:
+        os.environ["SLM_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,9 +22,11 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m slmkit serve ...` in a subprocess, stopped on close."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None,
+                 scheme: str = "http", verify: ssl.SSLContext | bool = True) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self._verify = verify
         cmd = [sys.executable, "-m", "slmkit", "serve", "--port", str(self.port), *args]
         self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self._log,
@@ -36,7 +39,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=1.0, verify=self._verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -53,6 +53,25 @@ class ServerSettings(BaseModel):
     keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded; negative: forever.")
     max_loaded_models: int = Field(3, ge=1, description="Loaded models before the least recently used goes.")
     max_memory_bytes: int | None = Field(None, ge=1, description="Budget for loaded models (weights + KV).")
+    max_prompt_tokens: int = Field(131072, ge=1, description="Most tokens one prompt may have.")
+    max_messages: int = Field(1024, ge=1, description="Most messages in one chat request.")
+    max_stop: int = Field(16, ge=0, description="Most stop strings in one request.")
+    drain_timeout: float = Field(30.0, ge=0, description="Seconds running requests get after SIGTERM.")
+
+
+class SecuritySettings(BaseModel):
+    """Keys, limits, TLS, CORS and the audit log."""
+
+    api_key: SecretStr | None = Field(None, description="One static key (also SLM_API_KEY).")
+    metrics_public: bool = False
+    cors_origins: list[str] = Field(default_factory=list)
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_concurrent_per_key: int | None = Field(None, ge=1)
+    audit_log: Path | None = None
+    audit_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    audit_backups: int = Field(5, ge=0)
+    log_content: bool = False
 
 
 class Settings(BaseSettings):
@@ -63,7 +82,19 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
     store: StoreSettings = StoreSettings()
+    security: SecuritySettings = SecuritySettings()
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _short_api_key_variable(self) -> Settings:
+        """``SLM_API_KEY`` works as well as ``SLM_SECURITY__API_KEY``, as llama-server and vLLM users expect."""
+        if self.security.api_key is None and os.environ.get("SLM_API_KEY"):
+            self.security.api_key = SecretStr(os.environ["SLM_API_KEY"])
+        return self
+
+    @property
+    def keys_db(self) -> Path:
+        return self.store.home / "keys.sqlite"
 
     @property
     def default_model(self) -> str:

@@ -7,8 +7,14 @@ import logging
 import click
 
 from slmkit import __version__
+from slmkit.cli.bench import bench
+from slmkit.cli.eval import eval_command
+from slmkit.cli.keys import keys
+from slmkit.cli.models import models, recommend_cmd
+from slmkit.cli.quantize import quantize
 from slmkit.cli.run import run
 from slmkit.cli.serve import serve
+from slmkit.cli.store import cp, create, list_cmd, pull, rm, show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +27,13 @@ def cli(log_level: str) -> None:
 
 cli.add_command(serve)
 cli.add_command(run)
+cli.add_command(keys)
+cli.add_command(models)
+cli.add_command(recommend_cmd)
+for command in (pull, list_cmd, show, rm, cp, create, quantize):
+    cli.add_command(command)
+cli.add_command(bench)
+cli.add_command(eval_command)
 
 
 def main() -> None:

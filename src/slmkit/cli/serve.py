@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
 import click
 
 from slmkit.cli.common import engine_options, handle_errors, parse_bytes
 from slmkit.server.protocol.ollama import parse_keep_alive
 from slmkit.settings import load_settings
-
-SWITCH_INTERVAL_S = 0.0005
 
 
 @click.command()
@@ -29,30 +27,46 @@ SWITCH_INTERVAL_S = 0.0005
               help="A chat longer than the context: answer 400, or drop the oldest messages [error].")
 @click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
               help="Most prompt tokens read per step, so running streams keep flowing [256].")
+@click.option("--api-key", default=None, help="One static API key (also SLM_API_KEY).")
+@click.option("--metrics-public", is_flag=True, default=None, help="Serve /metrics without a key.")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable).")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--max-concurrent-per-key", type=click.IntRange(min=1), default=None)
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one JSON line per request here (rotated by size).")
+@click.option("--log-content", is_flag=True, default=None, help="Include prompts and outputs in the audit log.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds running requests get after SIGTERM [30].")
 @engine_options
 @handle_errors
 def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
           keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
-          context_overflow: str | None, prefill_chunk: int | None,
-          parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
+          context_overflow: str | None, prefill_chunk: int | None, api_key: str | None, metrics_public: bool | None,
+          cors_origins: tuple[str, ...], ssl_certfile: Path | None, ssl_keyfile: Path | None,
+          max_concurrent_per_key: int | None, audit_log: Path | None, log_content: bool | None,
+          drain_timeout: float | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Serve models over the OpenAI and Ollama APIs (models load on first use)."""
-    import uvicorn
-
-    from slmkit.server.app import create_app
-
-    settings = load_settings(server__host=host, server__port=port, server__models=list(models) or None,
-                             engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads,
-                             engine__max_queue=max_queue, engine__context_overflow=context_overflow,
-                             engine__prefill_chunk=prefill_chunk, server__keep_alive=parse_keep_alive(keep_alive),
-                             server__max_loaded_models=max_loaded_models,
-                             server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None)
-    # Resolve the models now, so a bad name is one line, not a failed startup.
+    from slmkit.errors import StoreError
+    from slmkit.server.runner import serve as run_server
     from slmkit.store.resolve import resolve_model
 
-    for spec in settings.server.models:
-        resolve_model(spec)
-    # The scheduler thread needs the GIL back after every llama_decode; Python's default 5 ms
-    # switch interval would make it wait behind the event loop that long on each step.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    settings = load_settings(
+        server__host=host, server__port=port, server__models=list(models) or None, server__drain_timeout=drain_timeout,
+        server__keep_alive=parse_keep_alive(keep_alive), server__max_loaded_models=max_loaded_models,
+        server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
+        engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads, engine__max_queue=max_queue,
+        engine__context_overflow=context_overflow, engine__prefill_chunk=prefill_chunk,
+        security__api_key=api_key, security__metrics_public=metrics_public,
+        security__cors_origins=list(cors_origins) or None, security__ssl_certfile=ssl_certfile,
+        security__ssl_keyfile=ssl_keyfile, security__max_concurrent_per_key=max_concurrent_per_key,
+        security__audit_log=audit_log, security__log_content=log_content,
+    )
+    for spec in settings.server.models:  # an unknown name is one line, not a failed startup
+        try:
+            resolve_model(spec, settings.store.home)
+        except StoreError as exc:  # a damaged file: requests for it will answer 500 with the reason
+            click.echo(f"warning: {exc.message}", err=True)
+    run_server(settings)

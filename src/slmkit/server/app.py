@@ -6,11 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from slmkit import __version__
+from slmkit.server.audit import AuditLog
+from slmkit.server.auth import KeyStore
 from slmkit.server.errors import install_error_handlers
+from slmkit.server.guard import Guard, GuardState
+from slmkit.server.limits import RateLimiter
+from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama, openai, openai_more, page, tokenize
+from slmkit.server.routes import health, ollama, ollama_store, openai, openai_more, page, tokenize
 from slmkit.server.services import GenerationService
 from slmkit.settings import Settings
 
@@ -18,19 +24,27 @@ from slmkit.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     """Build the server. The default model loads when the app starts (lifespan), the others on
     first use; all unload when it stops."""
+    registry = ModelRegistry(settings)
+    metrics = Metrics(registry)
+    security = settings.security
+    guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db),
+                       limiter=RateLimiter(security.max_concurrent_per_key),
+                       audit=AuditLog(security.audit_log, max_bytes=security.audit_max_bytes,
+                                      backups=security.audit_backups))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings)
         try:
             await registry.start()
-            app.state.service = GenerationService(registry)
             yield
         finally:
             await registry.aclose()
+            guard.audit.close()
 
     app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.service = GenerationService(registry, metrics)
+    app.state.guard = guard
     install_error_handlers(app)
     app.add_middleware(ollama.JsonBodyForOllama)
     app.include_router(openai.router)
@@ -40,4 +54,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(page.router)
     page.mount_static(app)
+    app.include_router(ollama_store.router)
+    app.add_middleware(Guard, state=guard)
+    if security.cors_origins:  # outermost, so preflights are answered before auth
+        app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], allow_credentials=False)
     return app

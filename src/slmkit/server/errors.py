@@ -24,6 +24,9 @@ def openai_error_body(exc: SlmkitError) -> dict[str, Any]:
 
 
 def error_response(request: Request, exc: SlmkitError) -> JSONResponse:
+    guard = getattr(request.app.state, "guard", None)
+    if guard is not None:
+        guard.metrics.errors.labels(exc.code).inc()
     body = {"error": exc.message} if is_ollama(request) else openai_error_body(exc)
     return JSONResponse(body, status_code=exc.status, headers=exc.headers())
 

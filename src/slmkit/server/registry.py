@@ -30,10 +30,12 @@ from slmkit.engine.base import Embedder, Engine
 from slmkit.engine.llamacpp.embedding import LlamaCppEmbedder
 from slmkit.engine.llamacpp.engine import LlamaCppEngine
 from slmkit.engine.llamacpp.metadata import GgufFacts, read_facts
-from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError
+from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
 from slmkit.settings import Settings
 from slmkit.store.embedded import ALIASES, EMBEDDED
-from slmkit.store.resolve import ResolvedModel, resolve_model
+from slmkit.store.modelfile import Profile
+from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
+from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
 _REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
@@ -54,6 +56,8 @@ class LoadedModel:
     keep_alive: float = 300.0
     deadline: float | None = None  # monotonic; None: forever
     last_used: float = field(default_factory=time.monotonic)
+    profile: Profile | None = None  # Modelfile defaults (SYSTEM, MESSAGE, PARAMETER)
+    template: ProfileTemplate | None = None  # the profile's TEMPLATE, compiled
 
     @property
     def kind(self) -> str:
@@ -97,7 +101,12 @@ class ModelRegistry:
     async def start(self) -> None:
         """Resolve the configured names, load the default chat model, start the reaper."""
         for spec in self.settings.server.models:
-            resolved = await asyncio.to_thread(resolve_model, spec)
+            try:
+                resolved = await asyncio.to_thread(resolve_model, spec, self.settings.store.home)
+            except StoreError as exc:  # a damaged file: its requests answer 500 with the reason
+                log.warning("cannot read %s: %s", spec, exc.message)
+                self._specs.setdefault(served_name(Path(spec).stem), spec)
+                continue
             self._specs.setdefault(resolved.name, spec)
             try:
                 facts = await asyncio.to_thread(self._read_facts, resolved.path)
@@ -156,6 +165,15 @@ class ModelRegistry:
     def loaded(self) -> list[LoadedModel]:
         return list(self._loaded.values())
 
+    def profile(self, name: str) -> Profile | None:
+        """The Modelfile defaults a loaded model was created with, if any."""
+        entry = self._loaded.get(self.canonical(name))
+        return entry.profile if entry else None
+
+    def profile_template(self, name: str) -> ProfileTemplate | None:
+        entry = self._loaded.get(self.canonical(name))
+        return entry.template if entry else None
+
     def get(self, name: str | None) -> AnyEngine:
         """The engine of a loaded model (routes call ``acquire`` first)."""
         entry = self._loaded.get(self.canonical(name))
@@ -172,12 +190,15 @@ class ModelRegistry:
                 raise ModelNotFound(f"The model '{name}' does not exist", param="model")
             spec = key
         try:
-            resolved = resolve_model(spec)
+            resolved = resolve_model(spec, self.settings.store.home)
         except ModelNotFound as exc:
             if spec in EMBEDDED or spec in ALIASES.values():
                 raise
             raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
-        return ResolvedModel(name=key, path=resolved.path, format=resolved.format)
+        except StoreError as exc:
+            raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
+        return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
+                             digest=resolved.digest)
 
     async def facts(self, name: str | None, kind: str = "chat") -> tuple[ResolvedModel, GgufFacts]:
         resolved = await asyncio.to_thread(self.resolve, name, kind)
@@ -246,15 +267,19 @@ class ModelRegistry:
         await self._make_room(memory, exclude=resolved.name)
         started = time.perf_counter()
         cls = LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
+        engine_settings = self.settings.engine
+        if resolved.profile is not None and resolved.profile.num_ctx:
+            engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
         log.info("loading %s from %s", resolved.name, resolved.path)
         try:
-            engine = await asyncio.to_thread(cls, resolved.name, resolved.path, self.settings.engine)
+            engine = await asyncio.to_thread(cls, resolved.name, resolved.path, engine_settings)
         except Exception as exc:
             reason = exc.message if isinstance(exc, SlmkitError) else str(exc)
             raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
         seconds = time.perf_counter() - started
         entry = LoadedModel(name=resolved.name, engine=engine, facts=facts, path=resolved.path,
-                            memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds)
+                            memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds,
+                            profile=resolved.profile, template=_profile_template(engine, resolved.profile))
         self._loaded[resolved.name] = entry
         self._kinds[resolved.name] = entry.kind
         log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, seconds)
@@ -306,6 +331,12 @@ class ModelRegistry:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.02, wait))
             self._wake.clear()
+
+
+def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate | None:
+    if profile is None or not profile.template or not hasattr(engine, "template"):
+        return None
+    return ProfileTemplate(profile.template, bos_token=engine.template.bos_token, eos_token=engine.template.eos_token)
 
 
 def _sha256(path: Path) -> str:

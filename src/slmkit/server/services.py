@@ -5,27 +5,30 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.types import Message
 
 from slmkit.engine.base import (
     Embedder,
     Engine,
     EventStream,
-    FinishReason,
     GenerationRequest,
     SamplingParams,
-    TokenEvent,
-    TokenLogprob,
 )
-from slmkit.errors import ClientDisconnected, ContextLengthExceeded, EngineError, InvalidRequest
+from slmkit.errors import ClientDisconnected, ContextLengthExceeded, Forbidden, InvalidRequest
+from slmkit.server.context import request_context
+from slmkit.server.generation import ChoiceResult, Generation, GenerationResult, raise_if_failed
+from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.tools import ToolPlan, prepare_messages
+from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -40,84 +43,6 @@ class GenerateOptions:
 
 
 @dataclass
-class Generation:
-    """Started generations (one per choice) for one API request."""
-
-    id: str
-    model: str
-    created: int
-    prompts: list[list[int]]  # one per input; each has ``n`` choices
-    n: int
-    streams: list[EventStream]  # choice i reads prompts[i // n]
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(len(p) for p in self.prompts)
-
-    def usage(self) -> Usage:
-        return Usage(self)
-
-    def cancel(self) -> None:
-        for stream in self.streams:
-            stream.cancel()
-
-    async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
-        """All choices' events, interleaved as they arrive, tagged with the choice index."""
-        if len(self.streams) == 1:
-            async for event in self.streams[0]:
-                yield 0, event
-            return
-        queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
-
-        async def pump(index: int, stream: EventStream) -> None:
-            async for event in stream:
-                await queue.put((index, event))
-            await queue.put((index, None))
-
-        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(self.streams)]
-        try:
-            remaining = len(tasks)
-            while remaining:
-                index, item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                else:
-                    yield index, item
-        finally:
-            for task in tasks:
-                task.cancel()
-            self.cancel()
-
-
-class Usage:
-    """Token counts of a generation, gathered from each choice's latest event.
-
-    The prompt counts once per input however many choices read it, as OpenAI counts it."""
-
-    def __init__(self, generation: Generation) -> None:
-        self._generation = generation
-        self._completion = [0] * len(generation.streams)
-        self._cached = [0] * len(generation.streams)
-
-    def add(self, index: int, event: TokenEvent) -> None:
-        self._completion[index] = event.completion_tokens
-        self._cached[index] = event.cached_tokens
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._generation.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(self._completion)
-
-    @property
-    def cached_tokens(self) -> int:
-        n = self._generation.n
-        return sum(max(self._cached[i:i + n]) for i in range(0, len(self._cached), n))
-
-
-@dataclass
 class EmbeddingResult:
     model: str
     vectors: list[list[float]]
@@ -126,45 +51,41 @@ class EmbeddingResult:
     total_s: float = 0.0
 
 
-@dataclass
-class ChoiceResult:
-    text: str = ""
-    finish_reason: FinishReason | None = None
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class GenerationResult:
-    generation: Generation
-    choices: list[ChoiceResult]
-    usage: Usage
-
-
-def raise_if_failed(event: TokenEvent) -> None:
-    if event.finish_reason is FinishReason.ERROR:
-        raise EngineError(event.error or "generation failed")
-
-
 class GenerationService:
     """Validates, renders prompts, admits requests to engines and collects results."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: Metrics) -> None:
         self.registry = registry
+        self.metrics = metrics
+        self.limits = registry.settings.server
 
     def engine(self, model: str | None) -> Engine:
+        """The loaded engine serving ``model``; 404 if unknown, 403 if the caller's key may not use it."""
         engine = self.registry.get(model)
+        self.check_scope(engine.name)
         if isinstance(engine, Embedder):
             raise InvalidRequest(f"model '{engine.name}' is an embedding model: it cannot generate text",
                                  param="model")
         return engine
 
+    @staticmethod
+    def check_scope(name: str) -> None:
+        if not request_context().principal.may_use(name):
+            raise Forbidden(f"this API key may not use the model '{name}'", param="model")
+
+    def visible_models(self) -> list[str]:
+        """The models the caller may use."""
+        principal = request_context().principal
+        return [name for name in self.registry.names() if principal.may_use(name)]
+
     async def load(self, model: str | None, *, keep_alive: float | None = None) -> Engine:
         """The chat/text engine for ``model``, loaded on demand (see ModelRegistry.acquire)."""
+        self.check_scope(self.registry.canonical(model))
         await self.registry.acquire(model, keep_alive=keep_alive)
         return self.engine(model)
 
     async def embedder(self, model: str | None, *, keep_alive: float | None = None) -> Embedder:
+        self.check_scope(self.registry.canonical(model, "embedding"))
         engine = await self.registry.acquire(model, keep_alive=keep_alive, kind="embedding")
         if not isinstance(engine, Embedder):
             raise InvalidRequest(f"model '{engine.name}' does not support embeddings; use an embedding model "
@@ -186,15 +107,21 @@ class GenerationService:
                     f"input {index} has {len(tokens)} tokens, more than the model's context length of {limit}; "
                     "shorten it or allow truncation", param=param)
         token_lists = [embedder.truncate(t) for t in token_lists]
+        request_context().add_prompt(embedder.name, sum(map(len, token_lists)))
         vectors = await embedder.embed(token_lists)
         return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, token_lists)),
                                load_s=load_s, total_s=time.perf_counter() - started)
 
     def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None,
                     plan: ToolPlan | None = None) -> list[int]:
-        """Render and tokenize a chat (with tools, see ``server.tools``). With the ``truncate``
-        overflow policy, the oldest non-system messages are dropped (the last one always stays)
-        until it fits."""
+        """Render and tokenize a chat (with tools, see ``server.tools``; a served profile adds its
+        SYSTEM, MESSAGEs and TEMPLATE). With the ``truncate`` overflow policy, the oldest
+        non-system messages are dropped (the last one always stays) until it fits."""
+        if len(messages) > self.limits.max_messages:
+            raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param="messages")
+        profile = self.registry.profile(engine.name)
+        if profile is not None:
+            messages = profile_messages(profile, messages)
         tokens = self._render(engine, messages, plan)
         if self.registry.settings.engine.context_overflow != "truncate":
             return tokens
@@ -207,19 +134,36 @@ class GenerationService:
             tokens = self._render(engine, messages, plan)
         return tokens
 
-    @staticmethod
-    def _render(engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None) -> list[int]:
-        if plan is None and not any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
-            return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
-        messages, tools = prepare_messages(engine, messages, plan)
+    def _render(self, engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None) -> list[int]:
+        """Tools go through ``server.tools``; a served profile's TEMPLATE wins over the model's own."""
+        tools = None
+        if plan is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages, tools = prepare_messages(engine, messages, plan)
+        template = self.registry.profile_template(engine.name)
+        if template is not None:
+            return engine.chat_tokens(template.render(messages, add_generation_prompt=True))
         return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True, tools=tools))
+
+    def with_profile_defaults(self, model: str, body: M) -> M:
+        """The request with the served profile's PARAMETER defaults filled in where it left a field unset."""
+        profile = self.registry.profile(model)
+        if profile is None:
+            return body
+        fields = type(body).model_fields
+        updates = {k: v for k, v in profile.request_defaults().items() if k in fields and getattr(body, k) is None}
+        return body.model_copy(update=updates) if updates else body
 
     def start(self, model: str | None, prompts: list[list[int]], options: GenerateOptions,
               *, prompt_param: str = "messages") -> Generation:
         """Check limits, then queue one request per prompt and choice. Errors raise here,
         before any response starts, and nothing reaches the engine."""
         engine = self.engine(model)
+        if len(options.stop) > self.limits.max_stop:
+            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param="stop")
         for prompt in prompts:
+            if len(prompt) > self.limits.max_prompt_tokens:
+                raise InvalidRequest(f"the {prompt_param} may have at most {self.limits.max_prompt_tokens} tokens",
+                                     param=prompt_param)
             self._check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
@@ -234,8 +178,11 @@ class GenerationService:
             for stream in streams:
                 stream.cancel()
             raise
+        context = request_context()
+        context.add_prompt(engine.name, sum(len(p) for p in prompts))
+        observer = self.metrics.request(engine.name, sum(len(p) for p in prompts), len(streams))
         return Generation(id=uuid.uuid4().hex[:24], model=engine.name, created=int(time.time()),
-                          prompts=prompts, n=options.n, streams=streams)
+                          prompts=prompts, n=options.n, streams=streams, observer=observer, context=context)
 
     @staticmethod
     def _check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:
@@ -272,6 +219,17 @@ def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:
     if k == 0 or sampling.seed is None:
         return sampling
     return replace(sampling, seed=sampling.seed + k)
+
+
+def profile_messages(profile: Profile, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile's SYSTEM (unless the request has its own) and MESSAGE history before the request's."""
+    has_system = any(m.get("role") == "system" for m in messages)
+    head = [] if has_system or not profile.system else [{"role": "system", "content": profile.system}]
+    history = [dict(m) for m in profile.messages]
+    if has_system and history:
+        first, rest = messages[0], messages[1:]
+        return [first, *history, *rest] if first.get("role") == "system" else [*history, *messages]
+    return [*head, *history, *messages]
 
 
 async def until_disconnected(receive: Callable[[], Awaitable[Message]], work: Awaitable[T]) -> T:

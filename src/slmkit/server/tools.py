@@ -33,7 +33,7 @@ from slmkit.engine.llamacpp.grammar import check_schema, json_schema_grammar
 from slmkit.errors import EngineError, InvalidRequest
 
 if TYPE_CHECKING:
-    from slmkit.server.services import Generation
+    from slmkit.server.generation import Generation
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)

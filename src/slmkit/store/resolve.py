@@ -1,4 +1,8 @@
-"""Turn the name a user gives (`slm serve --model X`, a request's `model`) into a file."""
+"""Turn the name a user gives (`slm serve --model X`, a request's `model`) into a file.
+
+In order: a model in the store (pulled, copied or created from a Modelfile; it may carry a
+profile of serving defaults), an embedded model, a path to a GGUF file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from pathlib import Path
 
 from slmkit.errors import ModelNotFound
 from slmkit.store.embedded import ALIASES, EMBEDDED
+from slmkit.store.modelfile import Profile
+from slmkit.store.names import is_valid
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 
@@ -17,11 +23,41 @@ class ResolvedModel:
     name: str  # the name it is served under
     path: Path
     format: str = "gguf"
+    profile: Profile | None = None  # Modelfile defaults (system, template, parameters) to apply
+    digest: str | None = None  # the store blob, when it came from the store
 
 
-def resolve_model(spec: str) -> ResolvedModel:
-    """Resolve an embedded model name or a path to a GGUF file."""
-    key = ALIASES.get(spec.lower(), spec.lower())
+def default_home() -> Path:
+    """The store of the loaded settings (SLM_HOME, or SLM_STORE__HOME)."""
+    from slmkit.settings import load_settings
+
+    return load_settings().store.home
+
+
+def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
+    """Resolve a store name, an embedded model name or a path to a GGUF file whose header reads.
+
+    A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load."""
+    from slmkit.store.gguf_meta import read_gguf
+
+    resolved = _resolve(spec, home)
+    read_gguf(resolved.path)
+    return resolved
+
+
+def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
+    key = spec.strip().lower()
+    key = ALIASES.get(key, key)
+    if is_valid(key):
+        from slmkit.store.store import Store
+
+        store = Store(home or default_home())
+        manifest = store.find(key, only_tag=False)  # exact name:tag (or name:latest) first
+        if manifest is None and key not in EMBEDDED:
+            manifest = store.find(key)  # then a name with a single tag
+        if manifest is not None:
+            return ResolvedModel(name=key, path=store.model_path(manifest), format=manifest.format,
+                                 profile=manifest.profile, digest=manifest.digest)
     if key in EMBEDDED:
         return ResolvedModel(name=key, path=EMBEDDED[key].path())
     path = Path(spec).expanduser()
@@ -29,7 +65,8 @@ def resolve_model(spec: str) -> ResolvedModel:
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {spec}")
         return ResolvedModel(name=served_name(path.stem), path=path.resolve())
-    raise ModelNotFound(f"model '{spec}' not found", param="model")
+    raise ModelNotFound(f"model '{spec}' not found (not in the store, not embedded, not a file); "
+                        "see `slm list` or pull it with `slm pull`", param="model")
 
 
 def served_name(stem: str) -> str:

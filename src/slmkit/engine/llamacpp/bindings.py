@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp as ll
+import numpy as np
 
 from slmkit.errors import ModelLoadError
 
@@ -163,6 +164,12 @@ class Context:
 
     def logits(self, index: int) -> Any:
         return ll.llama_get_logits_ith(self.ptr, index)
+
+    def output_logits(self, rows: int) -> np.ndarray:
+        """A copy of the last decode's logits, one row per token added with ``logits=True``
+        (in batch order), shape ``(rows, n_vocab)``."""
+        ptr = ll.llama_get_logits(self.ptr)
+        return np.ctypeslib.as_array(ptr, shape=(rows, self.model.n_vocab)).copy()
 
     def close(self) -> None:
         if self.ptr:

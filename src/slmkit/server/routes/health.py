@@ -1,26 +1,56 @@
-"""Liveness and readiness."""
+"""Probes and telemetry: /health, /ready, /metrics, /slots."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, object]:
-    """The process is alive and answering."""
+    """The process is alive and answering (no auth, for liveness probes)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=None)
+async def ready(request: Request) -> JSONResponse:
+    """Ready for traffic: not draining, the default model loaded, and its queue has room."""
+    guard = request.app.state.guard
     registry = request.app.state.service.registry
-    return {"status": "ok", "models": registry.names()}
+    reason = None
+    if guard.draining:
+        reason = "draining: the server is shutting down"
+    elif registry.default is None:
+        reason = "no default model"
+    else:
+        loaded = {entry.name: entry for entry in registry.loaded()}
+        entry = loaded.get(registry.default)  # an unloaded default loads again on the next request
+        stats = entry.engine.stats() if entry is not None else None
+        if stats and stats["waiting"] >= request.app.state.settings.engine.max_queue and \
+                stats["running"] >= stats["slots"]:
+            reason = "the wait queue is full"
+    if reason:
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready", "model": registry.default})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (protected by keys unless the server runs with --metrics-public)."""
+    return Response(generate_latest(request.app.state.guard.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/slots")
 async def slots(request: Request) -> dict[str, object]:
     """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
-    registry = request.app.state.service.registry
+    service = request.app.state.service
+    visible = set(service.visible_models())
     out: dict[str, object] = {}
-    for entry in registry.loaded():  # models load on demand: only the loaded ones have slots
+    for entry in service.registry.loaded():  # models load on demand: only the loaded ones have slots
         engine = entry.engine
-        if hasattr(engine, "slot_states"):  # embedding engines have no generation slots
+        if entry.name in visible and hasattr(engine, "slot_states"):  # embedders have no slots
             out[entry.name] = {**engine.stats(), "slots": engine.slot_states()}
     return out

@@ -16,6 +16,7 @@ from slmkit import __version__
 from slmkit.engine.base import Engine, SamplingParams
 from slmkit.engine.llamacpp.metadata import GgufFacts
 from slmkit.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, SlmkitError
+from slmkit.server.generation import Generation
 from slmkit.server.protocol.ollama import (
     ChatRequest,
     Details,
@@ -35,7 +36,7 @@ from slmkit.server.protocol.ollama import (
     parse_keep_alive,
     rfc3339,
 )
-from slmkit.server.services import GenerateOptions, Generation, GenerationService, until_disconnected
+from slmkit.server.services import GenerateOptions, GenerationService, until_disconnected
 from slmkit.server.tools import ToolCall, ToolPlan, parse_tools, plan_tools, tool_deltas
 
 router = APIRouter(tags=["ollama"])
@@ -273,9 +274,10 @@ def _details(facts: GgufFacts) -> Details:
 @router.get("/api/tags")
 async def tags(request: Request) -> TagsResponse:
     """Every model this server can serve (loaded or not)."""
-    registry = _service(request).registry
+    service = _service(request)
+    registry = service.registry
     entries = []
-    for name in registry.names():
+    for name in service.visible_models():
         try:
             resolved, facts = await registry.facts(name)
         except SlmkitError:
@@ -289,9 +291,13 @@ async def tags(request: Request) -> TagsResponse:
 @router.get("/api/ps")
 async def ps(request: Request) -> PsResponse:
     """The loaded models, their memory estimate (weights + KV cache) and when they unload."""
-    registry = _service(request).registry
+    service = _service(request)
+    registry = service.registry
+    visible = set(service.visible_models())
     out = []
     for entry in registry.loaded():
+        if entry.name not in visible:
+            continue
         expires = entry.expires_at()
         out.append(RunningEntry(
             name=entry.name, model=entry.name, size=entry.memory_bytes, digest=await registry.digest(entry.path),

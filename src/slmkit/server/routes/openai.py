@@ -66,11 +66,12 @@ def _check_bias(engine: Engine, body: SamplingFields) -> None:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
+    engine = await service.load(body.model)
+    body = service.with_profile_defaults(engine.name, body)
     options = _options(request, body)
     plan = openai_more.tool_plan(body)
     if plan is not None and options.sampling.grammar is not None:
         raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
-    engine = await service.load(body.model)
     _check_bias(engine, body)
     prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens, plan)
     if plan is not None:
@@ -97,10 +98,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     service = _service(request)
-    options = _options(request, body)
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = await service.load(body.model)
+    body = service.with_profile_defaults(engine.name, body)
+    options = _options(request, body)
     _check_bias(engine, body)
     prompts = _completion_prompts(engine, body.prompt)
     generation = service.start(engine.name, prompts, options, prompt_param="prompt")
@@ -139,12 +141,14 @@ def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | li
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> ModelList:
-    registry = _service(request).registry
-    return ModelList(data=[ModelCard(id=name, created=registry.loaded_at(name)) for name in registry.names()])
+    service = _service(request)
+    return ModelList(data=[ModelCard(id=name, created=service.registry.loaded_at(name))
+                           for name in service.visible_models()])
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> ModelCard:
-    registry = _service(request).registry
-    name = registry.resolve(model_id).name
-    return ModelCard(id=name, created=registry.loaded_at(name))
+    service = _service(request)
+    name = service.registry.resolve(model_id).name
+    service.check_scope(name)
+    return ModelCard(id=name, created=service.registry.loaded_at(name))

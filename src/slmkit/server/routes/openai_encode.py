@@ -11,9 +11,9 @@ from fastapi.responses import StreamingResponse
 from slmkit.engine.base import FinishReason, TokenLogprob
 from slmkit.errors import SlmkitError
 from slmkit.server.errors import openai_error_body
+from slmkit.server.generation import Generation, raise_if_failed
+from slmkit.server.generation import Usage as UsageCounts
 from slmkit.server.protocol.openai import PromptTokensDetails, Usage
-from slmkit.server.services import Generation, raise_if_failed
-from slmkit.server.services import Usage as UsageCounts
 
 FINGERPRINT = "slmkit"
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 
 from slmkit.errors import InvalidRequest, SlmkitError
 from slmkit.server.errors import openai_error_body
+from slmkit.server.generation import Generation
 from slmkit.server.protocol.openai import (
     AssistantMessage,
     AssistantToolMessage,
@@ -26,7 +27,7 @@ from slmkit.server.protocol.openai import (
     ToolChatCompletionResponse,
     Usage,
 )
-from slmkit.server.services import Generation, GenerationService
+from slmkit.server.services import GenerationService
 from slmkit.server.tools import ToolCall, ToolPlan, parse_tools, plan_tools, tool_deltas
 
 router = APIRouter(tags=["openai"])

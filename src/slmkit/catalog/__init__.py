@@ -1,0 +1,1 @@
+"""Known small language models, memory sizing, the hardware probe and recommendations."""

