@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-# Debian packages some tests need (promtool). Installed when running as root, as CI does.
-SYSTEM_PKGS := prometheus
+# Debian packages some tests need (promtool and prometheus, nginx; kubectl is assumed present at /usr/bin/kubectl).
+# Installed when running as root, as CI does.
+SYSTEM_PKGS := prometheus nginx
 
 .PHONY: run test install install-test system-deps lint clean
 
