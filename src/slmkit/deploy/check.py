@@ -130,12 +130,14 @@ def check_nginx(root: Path) -> Iterator[CheckResult]:
     yield CheckResult("nginx -t", "slmkit.conf", "ok" if proc.returncode == 0 else "failed", detail)
 
 
-def nginx_main_config(tmp: Path, include: Path) -> Path:
+def nginx_main_config(tmp: Path, include: Path, log_format: str = "combined") -> Path:
     """A main nginx.conf for an unprivileged nginx: pid, logs and temp files under ``tmp``."""
+    fmt = "" if log_format == "combined" else f"    log_format slm '{log_format}';\n"
     temp_paths = "\n".join(f"    {kind}_temp_path {tmp}/{kind};" for kind in
                            ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     text = (f"worker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\ndaemon off;\n"
-            f"events {{ worker_connections 256; }}\nhttp {{\n    access_log {tmp}/access.log;\n{temp_paths}\n"
+            f"events {{ worker_connections 256; }}\nhttp {{\n{fmt}"
+            f"    access_log {tmp}/access.log {'combined' if not fmt else 'slm'};\n{temp_paths}\n"
             f"    include {include.resolve()};\n}}\n")
     main = tmp / "nginx.conf"
     main.write_text(text, encoding="utf-8")
