@@ -172,4 +172,4 @@ def render(target: str, plan: Plan, **kwargs: object) -> Files:
     renderer = RENDERERS.get(target)
     if renderer is None:
         raise InvalidRequest(f"unknown target '{target}'; choose one of {', '.join(RENDERERS)}", param="target")
-    return renderer(plan, **kwargs)  # type: ignore[call-arg]
+    return renderer(plan, **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from slmkit.catalog.estimate import MIB, estimate_entry, human
 from slmkit.catalog.models import CatalogEntry, lookup, suggest
@@ -23,14 +23,16 @@ VLLM_REPOS: dict[str, str] = {
     "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B-Instruct", "qwen3-0.6b": "Qwen/Qwen3-0.6B",
     "qwen3-1.7b": "Qwen/Qwen3-1.7B", "qwen3-4b": "Qwen/Qwen3-4B", "qwen3-8b": "Qwen/Qwen3-8B",
     "qwen3-14b": "Qwen/Qwen3-14B", "qwen3-30b-a3b": "Qwen/Qwen3-30B-A3B", "qwen3-32b": "Qwen/Qwen3-32B",
-    "gemma-3-270m": "google/gemma-3-270m-it", "gemma-3-1b": "google/gemma-3-1b-it", "gemma-3-4b": "google/gemma-3-4b-it",
-    "gemma-3-12b": "google/gemma-3-12b-it", "gemma-3-27b": "google/gemma-3-27b-it",
+    "gemma-3-270m": "google/gemma-3-270m-it", "gemma-3-1b": "google/gemma-3-1b-it",
+    "gemma-3-4b": "google/gemma-3-4b-it", "gemma-3-12b": "google/gemma-3-12b-it",
+    "gemma-3-27b": "google/gemma-3-27b-it",
     "llama-3.2-1b": "meta-llama/Llama-3.2-1B-Instruct", "llama-3.2-3b": "meta-llama/Llama-3.2-3B-Instruct",
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct", "phi-4-mini": "microsoft/Phi-4-mini-instruct",
     "phi-3.5-mini": "microsoft/Phi-3.5-mini-instruct", "phi-4": "microsoft/phi-4",
     "deepseek-r1-distill-qwen-1.5b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
     "deepseek-r1-distill-qwen-7b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
-    "mistral-7b": "mistralai/Mistral-7B-Instruct-v0.3", "mistral-small-24b": "mistralai/Mistral-Small-24B-Instruct-2501",
+    "mistral-7b": "mistralai/Mistral-7B-Instruct-v0.3",
+    "mistral-small-24b": "mistralai/Mistral-Small-24B-Instruct-2501",
     "qwen2.5-coder-1.5b": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2.5-coder-7b": "Qwen/Qwen2.5-Coder-7B-Instruct",
     "qwen2.5-coder-14b": "Qwen/Qwen2.5-Coder-14B-Instruct",
 }
@@ -79,7 +81,6 @@ class Plan:
     tool_parser: str = ""
     gpu_memory_utilization: float = 0.9
     disk_bytes: int = 0
-    extras: dict[str, str] = field(default_factory=dict)
 
     @property
     def engine(self) -> str:
@@ -138,7 +139,7 @@ def plan(options: DeployOptions) -> Plan:
     if not entry.llama_cpp:
         raise InvalidRequest(f"{entry.name} needs {entry.runtime}; slmkit's llama.cpp engine cannot serve it",
                              param="model")
-    quant = asked_quant if embedded else entry.file_for(options.quant or asked_quant)[0]
+    quant = asked_quant if embedded and asked_quant else entry.file_for(options.quant or asked_quant)[0]
     est = estimate_entry(entry, quant, ctx=options.ctx, parallel=options.slots)
     total = est.total_bytes
     request = math.ceil(total * 1.15)  # the estimate holds within 15% of a real server's RSS
