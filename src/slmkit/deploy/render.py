@@ -148,8 +148,7 @@ def render_k8s(plan: Plan) -> Files:
     files["overlays/dev/kustomization.yaml"] = _env().get_template("k8s/overlay-dev.yaml.j2").render(ctx)
     files["overlays/prod/kustomization.yaml"] = _env().get_template("k8s/overlay-prod.yaml.j2").render(ctx)
     files["prometheus-adapter/rules.yaml"] = _env().get_template("k8s/adapter.yaml.j2").render(ctx)
-    if plan.options.bake or plan.vllm:
-        files.update({f"image/{k}": v for k, v in _dockerfile(plan, "k8s").items()})
+    files.update({f"image/{k}": v for k, v in _dockerfile(plan, "k8s").items()})
     return files
 
 
