@@ -26,10 +26,14 @@ class DeployGroup(click.Group):
 
 @click.group(cls=DeployGroup, invoke_without_command=False)
 def deploy() -> None:
-    """Render Docker, Compose, Kubernetes (llama.cpp or vLLM) or nginx files for a model: `slm deploy k8s -m NAME`."""
+    """Render deployment files: `slm deploy TARGET --model NAME [--out DIR] [--engine llamacpp|vllm] ...`.
+
+    TARGET is docker, compose, k8s or nginx; `slm deploy k8s --help` lists every option.
+    `slm deploy check DIR` validates rendered (or edited) files.
+    """
 
 
-@deploy.command("render", hidden=True)
+@deploy.command("render", hidden=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target")
 @click.option("--model", "-m", required=True, help="Catalog or embedded model name.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
