@@ -78,7 +78,8 @@ def test_vllm_deployment_uses_gpus_flags_and_the_secret(rendered: dict) -> None:
         assert flag in args
     assert args[args.index("--tool-call-parser") + 1] == "hermes"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"]
-    assert container["env"][0]["name"] == "VLLM_API_KEY"  # vLLM's --api-key, read from the secret
+    assert args[-2:] == ["--api-key", "$(VLLM_API_KEY)"]  # expanded by the kubelet from the secret below
+    assert container["env"][0]["name"] == "VLLM_API_KEY"
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "slm-keys"
     hpa = docs["HorizontalPodAutoscaler/slmkit"]["spec"]["metrics"]
     assert [m["pods"]["metric"]["name"] for m in hpa if m["type"] == "Pods"] == ["vllm_num_requests_waiting"]

@@ -122,6 +122,9 @@ def _k8s_context(plan: Plan) -> dict[str, object]:
         "settings_env": settings_env(plan), "pull": pull,
         "hub_egress": plan.vllm or (pull and not embedded),
         "key_env": "VLLM_API_KEY" if plan.vllm else "SLM_API_KEY",
+        # vLLM's --api-key from the secret: the kubelet expands $(VLLM_API_KEY) from the env below.
+        "k8s_vllm_args": _flow(vllm_args(plan) + (["--api-key", "$(VLLM_API_KEY)"] if plan.options.api_keys_secret
+                                                  else [])) if plan.vllm else "[]",
         "request_q": mib(plan.memory_request), "limit_q": mib(plan.memory_limit),
         "models_size": mib(int(max(plan.disk_bytes, 64 * MIB) * 1.3)),
         "waiting_metric": "vllm_num_requests_waiting" if plan.vllm else "slm_requests_waiting",
