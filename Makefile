@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-# Debian packages some tests need (promtool; chromium for the chat page test, driven by Playwright,
-# which never downloads a browser here). Installed when running as root, as CI does.
-SYSTEM_PKGS := prometheus chromium
+# Debian packages some tests need: prometheus (promtool and a real Prometheus), nginx, and chromium
+# for the chat page test (driven by Playwright, which never downloads a browser here). kubectl is
+# assumed present at /usr/bin/kubectl. Installed when running as root, as CI does.
+SYSTEM_PKGS := prometheus nginx chromium
 
 .PHONY: run test install install-test system-deps lint clean
 

@@ -8,6 +8,7 @@ import click
 
 from slmkit import __version__
 from slmkit.cli.bench import bench
+from slmkit.cli.deploy import deploy
 from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
@@ -34,6 +35,7 @@ for command in (pull, list_cmd, show, rm, cp, create, quantize):
     cli.add_command(command)
 cli.add_command(bench)
 cli.add_command(eval_command)
+cli.add_command(deploy)
 
 
 def main() -> None:
