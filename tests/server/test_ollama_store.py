@@ -88,7 +88,7 @@ def test_create_from_fields_and_from_a_modelfile(api: ollama.Client, served: Ser
     assert [s.status for s in steps][-1] == "success"
     shown = api.show("pirate")
     raw = httpx.post(f"{served.url}/api/show", json={"model": "pirate"}, timeout=30).json()
-    assert raw["system"] == "Talk like a pirate." and raw["capabilities"] == ["completion"]
+    assert raw["system"] == "Talk like a pirate." and raw["capabilities"] == ["completion", "tools"]
     assert "num_predict 7" in (shown.parameters or "") and 'stop "Arr"' in (shown.parameters or "")
     assert "SYSTEM" in (shown.modelfile or "")
     legacy = httpx.post(f"{served.url}/api/create", json={

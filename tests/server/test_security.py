@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import ollama
 import openai
 import pytest
 
@@ -93,12 +94,34 @@ def test_scoped_keys_see_and_use_only_their_models(keyed: tuple[ServerProcess, P
     server, _, keys = keyed
     for name in ("all", "scoped"):
         client = openai.OpenAI(base_url=server.base_url, api_key=keys[name], max_retries=0)
-        assert [m.id for m in client.models.list().data] == [MODEL]
+        listed = [m.id for m in client.models.list().data]
+        assert MODEL in listed
+        if name == "scoped":
+            assert listed == [MODEL]
         assert client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2).choices
     other = openai.OpenAI(base_url=server.base_url, api_key=keys["other"], max_retries=0)
     assert other.models.list().data == []
     with pytest.raises(openai.PermissionDeniedError):
         other.chat.completions.create(model=MODEL, messages=HI, max_tokens=2)
+
+
+def test_scopes_apply_to_the_ollama_api(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:
+    server, _, keys = keyed
+
+    def tags(key: str) -> list[str]:
+        resp = httpx.get(f"{server.url}/api/tags", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert resp.status_code == 200
+        return [m["name"] for m in resp.json()["models"]]
+
+    assert MODEL in tags(keys["scoped"])
+    assert set(tags(keys["scoped"])) == {MODEL}  # nothing outside the key's scope is listed
+    assert tags(keys["other"]) == []
+    denied = httpx.post(f"{server.url}/api/chat", headers={"Authorization": f"Bearer {keys['other']}"},
+                        json={"model": MODEL, "messages": HI, "stream": False}, timeout=60)
+    assert denied.status_code == 403 and isinstance(denied.json()["error"], str)
+    ollama_client = ollama.Client(host=server.url, headers={"Authorization": f"Bearer {keys['scoped']}"})
+    reply = ollama_client.chat(model=MODEL, messages=HI, options={"num_predict": 3})
+    assert reply.message.content is not None
 
 
 def test_rpm_limit(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:

@@ -51,3 +51,20 @@ def engine_options(func: F) -> F:
     for option in options:
         func = option(func)
     return func
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB', '800MB', '1048576' -> bytes; InvalidRequest on anything else."""
+    import re
+
+    from slmkit.errors import InvalidRequest
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _BYTE_UNITS:
+        raise InvalidRequest(f"not a size: {text!r} (use e.g. 2GiB or 800MB)")
+    return int(float(match.group(1)) * _BYTE_UNITS[unit])

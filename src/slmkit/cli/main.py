@@ -9,6 +9,7 @@ import click
 from slmkit import __version__
 from slmkit.cli.bench import bench
 from slmkit.cli.convert import convert
+from slmkit.cli.deploy import deploy
 from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
@@ -20,7 +21,7 @@ from slmkit.cli.store import cp, create, list_cmd, pull, rm, show
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="slm")
-@click.option("--log-level", default="warning", hidden=True)
+@click.option("--log-level", default="warning", envvar="SLM_LOG_LEVEL", hidden=True)
 def cli(log_level: str) -> None:
     """slmkit: choose, get, optimize, serve and measure small language models."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -35,6 +36,7 @@ for command in (pull, list_cmd, show, rm, cp, create, quantize, convert):
     cli.add_command(command)
 cli.add_command(bench)
 cli.add_command(eval_command)
+cli.add_command(deploy)
 
 
 def main() -> None:

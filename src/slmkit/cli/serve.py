@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from slmkit.cli.common import engine_options, handle_errors
+from slmkit.cli.common import engine_options, handle_errors, parse_bytes
+from slmkit.server.protocol.ollama import parse_keep_alive
 from slmkit.settings import load_settings
 
 
@@ -16,6 +17,12 @@ from slmkit.settings import load_settings
 @click.option("--model", "-m", "models", multiple=True,
               help="Model to serve; repeat for several [smollm2-135m-instruct].")
 @click.option("--max-queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot [64].")
+@click.option("--keep-alive", default=None,
+              help="How long an idle model stays loaded: seconds or a duration like 5m; 0 unloads at once, "
+                   "-1 keeps it [5m].")
+@click.option("--max-loaded-models", type=click.IntRange(min=1), default=None,
+              help="Models loaded at once before the least recently used is unloaded [3].")
+@click.option("--max-memory", default=None, help="Memory budget for loaded models, e.g. 2GiB or 800MB [none].")
 @click.option("--context-overflow", type=click.Choice(["error", "truncate"]), default=None,
               help="A chat longer than the context: answer 400, or drop the oldest messages [error].")
 @click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
@@ -34,11 +41,13 @@ from slmkit.settings import load_settings
 @engine_options
 @handle_errors
 def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
+          keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
           context_overflow: str | None, prefill_chunk: int | None, api_key: str | None, metrics_public: bool | None,
           cors_origins: tuple[str, ...], ssl_certfile: Path | None, ssl_keyfile: Path | None,
           max_concurrent_per_key: int | None, audit_log: Path | None, log_content: bool | None,
           drain_timeout: float | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
-    """Serve models over the OpenAI API."""
+    """Serve models over the OpenAI and Ollama APIs (models load on first use)."""
+    from slmkit.errors import StoreError
     from slmkit.server.runner import serve as run_server
     from slmkit.store.resolve import resolve_model
 
@@ -46,6 +55,8 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
     settings = load_settings(
         server__host=host, server__port=port, server__models=list(models) or None, server__drain_timeout=drain_timeout,
+        server__keep_alive=parse_keep_alive(keep_alive), server__max_loaded_models=max_loaded_models,
+        server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads, engine__max_queue=max_queue,
         engine__context_overflow=context_overflow, engine__prefill_chunk=prefill_chunk,
         security__api_key=api_key, security__metrics_public=metrics_public,
@@ -53,6 +64,9 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
         security__ssl_keyfile=ssl_keyfile, security__max_concurrent_per_key=max_concurrent_per_key,
         security__audit_log=audit_log, security__log_content=log_content,
     )
-    for spec in settings.server.models:  # a bad name is one line, not a failed startup
-        resolve_model(spec)
+    for spec in settings.server.models:  # an unknown name is one line, not a failed startup
+        try:
+            resolve_model(spec, settings.store.home)
+        except StoreError as exc:  # a damaged file: requests for it will answer 500 with the reason
+            click.echo(f"warning: {exc.message}", err=True)
     run_server(settings)

@@ -1,1 +1,2 @@
-"""Model conversion: to ONNX for onnxruntime-genai (and GGUF for llama.cpp)."""
+"""Model conversion: GGUF or Hugging Face folders to ONNX for onnxruntime-genai, and
+sentence-transformers BERT folders to GGUF for llama.cpp."""

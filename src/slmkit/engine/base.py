@@ -126,3 +126,34 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A loaded embedding model: token lists in, unit-length vectors out."""
+
+    name: str
+    kind: str  # "embedding"
+    dimensions: int
+
+    @property
+    def context_length(self) -> int:
+        """Most tokens one input may have."""
+        ...
+
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def truncate(self, tokens: list[int]) -> list[int]:
+        """Cut to ``context_length``, keeping a trailing separator token the model expects."""
+        ...
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]: ...
+
+    def stats(self) -> dict[str, float]: ...
+
+    def close(self) -> None: ...

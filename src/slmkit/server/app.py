@@ -16,13 +16,14 @@ from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama_store, openai
+from slmkit.server.routes import health, ollama, ollama_store, openai, openai_more, page, tokenize
 from slmkit.server.services import GenerationService
 from slmkit.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the server. Models load when the app starts (lifespan) and unload when it stops."""
+    """Build the server. The default model loads when the app starts (lifespan), the others on
+    first use; all unload when it stops."""
     registry = ModelRegistry(settings)
     metrics = Metrics(registry)
     security = settings.security
@@ -34,10 +35,10 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            registry.load_configured()
+            await registry.start()
             yield
         finally:
-            registry.close()
+            await registry.aclose()
             guard.audit.close()
 
     app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan)
@@ -45,8 +46,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
     install_error_handlers(app)
+    app.add_middleware(ollama.JsonBodyForOllama)
     app.include_router(openai.router)
+    app.include_router(openai_more.router)
+    app.include_router(ollama.router)
+    app.include_router(tokenize.router)
     app.include_router(health.router)
+    app.include_router(page.router)
+    page.mount_static(app)
     app.include_router(ollama_store.router)
     app.add_middleware(Guard, state=guard)
     if security.cors_origins:  # outermost, so preflights are answered before auth

@@ -112,19 +112,20 @@ class EngineCollector(Collector):
         waiting = GaugeMetricFamily("slm_requests_waiting", "Sequences waiting for a slot.", labels=["model"])
         kv = GaugeMetricFamily("slm_kv_cache_usage_ratio", "Share of KV cache cells holding tokens.",
                                labels=["model"])
-        memory = GaugeMetricFamily("slm_model_memory_bytes", "Weights of a loaded model.", labels=["model"])
+        memory = GaugeMetricFamily("slm_model_memory_bytes", "Estimated memory of a loaded model (weights + KV cache).",
+                                   labels=["model"])
         hits = CounterMetricFamily("slm_prefix_cache_hit_tokens", "Prompt tokens reused from a slot's cache.",
                                    labels=["model"])
-        names = self.models.names()
-        for name in names:
-            stats = self.models.get(name).stats()
-            info = self.models.get(name).info
-            running.add_metric([name], stats["running"])
-            waiting.add_metric([name], stats["waiting"])
-            kv.add_metric([name], stats["kv_cache_usage_ratio"])
-            hits.add_metric([name], stats["prefix_cache_hit_tokens_total"])
-            memory.add_metric([name], float(info.get("size_bytes", 0)))
-        loaded = GaugeMetricFamily("slm_models_loaded", "Models loaded now.", value=len(names))
+        entries = self.models.loaded()
+        for entry in entries:
+            stats = entry.engine.stats()
+            running.add_metric([entry.name], stats.get("running", 0))
+            waiting.add_metric([entry.name], stats.get("waiting", 0))
+            memory.add_metric([entry.name], float(entry.memory_bytes))
+            if "kv_cache_usage_ratio" in stats:  # generation engines (embedders keep no KV cache)
+                kv.add_metric([entry.name], stats["kv_cache_usage_ratio"])
+                hits.add_metric([entry.name], stats["prefix_cache_hit_tokens_total"])
+        loaded = GaugeMetricFamily("slm_models_loaded", "Models loaded now.", value=len(entries))
         yield from _families(running, waiting, kv, memory, hits, loaded)
 
 

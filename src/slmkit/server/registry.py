@@ -1,20 +1,83 @@
-"""The models a server has loaded, by the name clients use."""
+"""The models a server can serve, loaded on demand by the name clients use.
+
+* Names: the models given at ``slm serve``, the embedded ones whose packages are installed,
+  and store names (through ``store.resolve.resolve_model``). Request names are never paths.
+* A model loads on first use; concurrent first requests share one load. A failed load
+  answers every waiting request with the reason (500) and is forgotten, so the next request
+  tries again.
+* Each use sets the model's keep-alive (default from settings; 0 unloads as soon as it is
+  idle, negative keeps it forever). The timer runs while the model is idle only.
+* Before a load, idle models are unloaded least recently used first while the number of
+  loaded models would pass ``max_loaded_models`` or their estimated memory (weights plus
+  KV cache) the ``max_memory_bytes`` budget. A busy model is never unloaded; when every
+  loaded model is busy the new one loads anyway and the limit is restored once some go idle.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
+import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from slmkit.engine.base import Engine
+from slmkit.engine.base import Embedder, Engine
+from slmkit.engine.llamacpp.embedding import LlamaCppEmbedder
 from slmkit.engine.llamacpp.engine import LlamaCppEngine
-from slmkit.errors import ModelNotFound
+from slmkit.engine.llamacpp.metadata import GgufFacts, read_facts
+from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
 from slmkit.settings import EngineSettings, Settings
+from slmkit.store.embedded import ALIASES, EMBEDDED
 from slmkit.store.modelfile import Profile
-from slmkit.store.resolve import resolve_model
+from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
 from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
+_REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
+REAP_INTERVAL_S = 0.5
+
+AnyEngine = Engine | Embedder
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    engine: Any  # Engine | Embedder
+    facts: GgufFacts
+    path: Path
+    memory_bytes: int
+    loaded_at: float  # epoch seconds
+    load_seconds: float
+    keep_alive: float = 300.0
+    deadline: float | None = None  # monotonic; None: forever
+    last_used: float = field(default_factory=time.monotonic)
+    profile: Profile | None = None  # Modelfile defaults (SYSTEM, MESSAGE, PARAMETER)
+    template: ProfileTemplate | None = None  # the profile's TEMPLATE, compiled
+
+    @property
+    def kind(self) -> str:
+        return "embedding" if self.facts.is_embedding else "chat"
+
+    def busy(self) -> bool:
+        stats = self.engine.stats()
+        return bool(stats.get("running", 0) or stats.get("waiting", 0))
+
+    def touch(self, keep_alive: float) -> None:
+        now = time.monotonic()
+        self.last_used = now
+        self.keep_alive = keep_alive
+        self.deadline = None if keep_alive < 0 else now + keep_alive
+
+    def expires_at(self) -> float | None:
+        """Epoch seconds at which the model unloads if it stays idle; None: never."""
+        if self.deadline is None:
+            return None
+        return time.time() + max(0.0, self.deadline - time.monotonic())
 
 
 def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> Engine:
@@ -27,61 +90,285 @@ def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> En
 
 
 class ModelRegistry:
-    """Loads the configured models and hands out their engines."""
+    """Loads models on demand, keeps them for their keep-alive, evicts the least recently used."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._engines: dict[str, Engine] = {}
-        self._loaded_at: dict[str, int] = {}
-        self._profiles: dict[str, Profile] = {}
-        self._templates: dict[str, ProfileTemplate] = {}
+        self.started_at = int(time.time())
+        self._specs: dict[str, str] = {}  # served name -> what to resolve
+        self._kinds: dict[str, str] = {}  # served name -> chat | embedding, where known
+        self._loaded: dict[str, LoadedModel] = {}
+        self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
+        self._facts: dict[tuple[str, int, int], GgufFacts] = {}
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self._wake: asyncio.Event | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self.default: str | None = None
+        self.default_embedding: str | None = None
 
-    def load_configured(self) -> None:
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        """Resolve the configured names, load the default chat model, start the reaper."""
         for spec in self.settings.server.models:
-            resolved = resolve_model(spec, self.settings.store.home)
-            if resolved.name in self._engines:
+            try:
+                resolved = await asyncio.to_thread(resolve_model, spec, self.settings.store.home)
+            except StoreError as exc:  # a damaged file: its requests answer 500 with the reason
+                log.warning("cannot read %s: %s", spec, exc.message)
+                self._specs.setdefault(served_name(Path(spec).stem), spec)
                 continue
-            started = time.perf_counter()
-            engine_settings = self.settings.engine
-            if resolved.profile is not None and resolved.profile.num_ctx:
-                engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
-            engine = load_engine(resolved.name, resolved.path, resolved.format, engine_settings)
-            self._engines[resolved.name] = engine
-            if resolved.profile is not None:
-                self._add_profile(engine, resolved.profile)
-            self._loaded_at[resolved.name] = int(time.time())
-            log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, time.perf_counter() - started)
-            self.default = self.default or resolved.name
+            self._specs.setdefault(resolved.name, spec)
+            try:
+                facts = await asyncio.to_thread(self._read_facts, resolved.path)
+                self._kinds[resolved.name] = "embedding" if facts.is_embedding else "chat"
+            except SlmkitError as exc:  # a broken file: its requests will say why
+                log.warning("cannot read %s: %s", resolved.path, exc.message)
+        chat = [n for n in self._specs if self._kinds.get(n, "chat") == "chat"]
+        embedding = [n for n in self._specs if self._kinds.get(n) == "embedding"]
+        self.default = chat[0] if chat else None
+        self.default_embedding = embedding[0] if embedding else None
+        if self.default_embedding is None and EMBEDDED["all-minilm-l6-v2"].available():
+            self.default_embedding = "all-minilm-l6-v2"
+        self._wake = asyncio.Event()
+        self._reaper = asyncio.create_task(self._reap(), name="slm-model-reaper")
+        if self.default is not None:
+            await self.acquire(self.default)
 
-    def get(self, name: str | None) -> Engine:
-        key = (name or self.default or "").lower()
-        engine = self._engines.get(key)
-        if engine is None:
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
-        return engine
-
-    def _add_profile(self, engine: Engine, profile: Profile) -> None:
-        self._profiles[engine.name] = profile
-        template = getattr(engine, "template", None)
-        if profile.template and template is not None:
-            self._templates[engine.name] = ProfileTemplate(profile.template, bos_token=template.bos_token,
-                                                           eos_token=template.eos_token)
-
-    def profile(self, name: str) -> Profile | None:
-        """The Modelfile defaults the model was created with, if any."""
-        return self._profiles.get(name)
-
-    def profile_template(self, name: str) -> ProfileTemplate | None:
-        return self._templates.get(name)
-
-    def names(self) -> list[str]:
-        return list(self._engines)
-
-    def loaded_at(self, name: str) -> int:
-        return self._loaded_at[name]
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for task in list(self._loading.values()):
+            task.cancel()
+        self.close()
 
     def close(self) -> None:
-        for engine in self._engines.values():
-            engine.close()
-        self._engines.clear()
+        for entry in list(self._loaded.values()):
+            entry.engine.close()
+        self._loaded.clear()
+
+    # -- names ---------------------------------------------------------------------
+    def canonical(self, name: str | None, kind: str = "chat") -> str:
+        if not name:
+            default = self.default_embedding if kind == "embedding" else self.default
+            if default is None:
+                raise ModelNotFound(f"no default {kind} model is configured; name one", param="model")
+            return default
+        key = name.lower()
+        key = ALIASES.get(key, key)
+        if key.endswith(":latest"):
+            key = key[: -len(":latest")]
+        return key
+
+    def names(self) -> list[str]:
+        """Every model this server can serve without a download: configured, embedded, loaded."""
+        names = list(self._specs)
+        names += [n for n, m in EMBEDDED.items() if n not in names and m.available()]
+        names += [n for n in self._loaded if n not in names]
+        return names
+
+    def loaded_at(self, name: str) -> int:
+        entry = self._loaded.get(self.canonical(name))
+        return int(entry.loaded_at) if entry else self.started_at
+
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._loaded.values())
+
+    def profile(self, name: str) -> Profile | None:
+        """The Modelfile defaults a loaded model was created with, if any."""
+        entry = self._loaded.get(self.canonical(name))
+        return entry.profile if entry else None
+
+    def profile_template(self, name: str) -> ProfileTemplate | None:
+        entry = self._loaded.get(self.canonical(name))
+        return entry.template if entry else None
+
+    def get(self, name: str | None) -> AnyEngine:
+        """The engine of a loaded model (routes call ``acquire`` first)."""
+        entry = self._loaded.get(self.canonical(name))
+        if entry is None:
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        return entry.engine  # type: ignore[no-any-return]
+
+    def resolve(self, name: str | None, kind: str = "chat") -> ResolvedModel:
+        """Where a served name's file is, without loading it (404 for unknown names)."""
+        key = self.canonical(name, kind)
+        spec = self._specs.get(key)
+        if spec is None:
+            if not _REQUEST_NAME.match(key) or key.endswith(".gguf"):
+                raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+            spec = key
+        try:
+            resolved = resolve_model(spec, self.settings.store.home)
+        except ModelNotFound as exc:
+            if spec in EMBEDDED or spec in ALIASES.values():
+                raise
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
+        except StoreError as exc:
+            raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
+        return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
+                             digest=resolved.digest)
+
+    async def facts(self, name: str | None, kind: str = "chat") -> tuple[ResolvedModel, GgufFacts]:
+        resolved = await asyncio.to_thread(self.resolve, name, kind)
+        return resolved, await asyncio.to_thread(self._read_facts, resolved.path)
+
+    def _read_facts(self, path: Path) -> GgufFacts:
+        if path.is_dir():  # an ONNX model folder: no GGUF header to read
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            return GgufFacts(path=path, metadata={"general.architecture": "onnx"}, size_bytes=size)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._facts:
+            self._facts[key] = read_facts(path)
+        return self._facts[key]
+
+    async def digest(self, path: Path) -> str:
+        """sha256 of a model file (cached while the file is unchanged)."""
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._digests:
+            self._digests[key] = await asyncio.to_thread(_sha256, path)
+        return self._digests[key]
+
+    # -- loading -------------------------------------------------------------------
+    async def acquire(self, name: str | None, *, keep_alive: float | None = None, kind: str = "chat") -> AnyEngine:
+        """The engine for ``name``, loading it first if needed; resets its keep-alive."""
+        key = self.canonical(name, kind)
+        while True:
+            entry = self._loaded.get(key)
+            if entry is None:
+                task = self._loading.get(key)
+                if task is None:
+                    task = asyncio.create_task(self._load(name, kind), name=f"slm-load-{key}")
+                    self._loading[key] = task
+                    task.add_done_callback(self._forget_load(key))
+                entry = await asyncio.shield(task)
+            if self._loaded.get(key) is entry:
+                break
+        entry.touch(self.settings.server.keep_alive if keep_alive is None else keep_alive)
+        if self._wake is not None:
+            self._wake.set()
+        return entry.engine  # type: ignore[no-any-return]
+
+    def _forget_load(self, key: str) -> Callable[[asyncio.Task[LoadedModel]], None]:
+        def forget(_task: asyncio.Task[LoadedModel]) -> None:
+            self._loading.pop(key, None)
+
+        return forget
+
+    async def unload(self, name: str | None, kind: str = "chat") -> bool:
+        """Unload now if idle, else as soon as it is idle. False if it was not loaded."""
+        entry = self._loaded.get(self.canonical(name, kind))
+        if entry is None:
+            return False
+        entry.touch(0)
+        if not entry.busy():
+            await self._unload(entry, "keep_alive 0")
+        return True
+
+    async def _load(self, name: str | None, kind: str) -> LoadedModel:
+        resolved = await asyncio.to_thread(self.resolve, name, kind)
+        log.info("reading %s", resolved.path)
+        try:
+            facts = await asyncio.to_thread(self._read_facts, resolved.path)
+        except SlmkitError as exc:
+            log.warning("model %s failed to load: %s", resolved.name, exc.message)
+            raise ModelLoadError(f"model '{resolved.name}' failed to load: {exc.message}") from exc
+        memory = self._estimate(facts)
+        await self._make_room(memory, exclude=resolved.name)
+        started = time.perf_counter()
+        cls = _engine_class(resolved.format, facts)
+        engine_settings = self.settings.engine
+        if resolved.profile is not None and resolved.profile.num_ctx:
+            engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
+        log.info("loading %s from %s", resolved.name, resolved.path)
+        try:
+            engine = await asyncio.to_thread(cls, resolved.name, resolved.path, engine_settings)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, SlmkitError) else str(exc)
+            raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
+        seconds = time.perf_counter() - started
+        entry = LoadedModel(name=resolved.name, engine=engine, facts=facts, path=resolved.path,
+                            memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds,
+                            profile=resolved.profile, template=_profile_template(engine, resolved.profile))
+        self._loaded[resolved.name] = entry
+        self._kinds[resolved.name] = entry.kind
+        log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, seconds)
+        await self._make_room(0, exclude=resolved.name)
+        return entry
+
+    def _estimate(self, facts: GgufFacts) -> int:
+        if facts.is_embedding:
+            return facts.size_bytes
+        engine = self.settings.engine
+        return facts.size_bytes + facts.kv_bytes_per_token() * engine.parallel * engine.ctx_size
+
+    async def _make_room(self, needed: int, *, exclude: str) -> None:
+        limit = self.settings.server.max_loaded_models
+        budget = self.settings.server.max_memory_bytes
+        adding = 1 if needed else 0
+        while True:
+            count = len(self._loaded) + adding
+            memory = sum(e.memory_bytes for e in self._loaded.values()) + needed
+            if count <= limit and (budget is None or memory <= budget):
+                return
+            idle = sorted((e for e in self._loaded.values() if e.name != exclude and not e.busy()),
+                          key=lambda e: e.last_used)
+            if not idle:
+                log.warning("over the model limit (%d loaded, %d bytes) but every model is busy", count, memory)
+                return
+            await self._unload(idle[0], "least recently used")
+
+    async def _unload(self, entry: LoadedModel, why: str) -> None:
+        if self._loaded.get(entry.name) is not entry:
+            return
+        del self._loaded[entry.name]
+        await asyncio.to_thread(entry.engine.close)
+        log.info("unloaded %s (%s)", entry.name, why)
+
+    async def _reap(self) -> None:
+        assert self._wake is not None
+        while True:
+            now = time.monotonic()
+            for entry in list(self._loaded.values()):
+                if entry.deadline is None:
+                    continue
+                if entry.busy():  # the keep-alive counts from the end of the last request
+                    entry.deadline = now + max(0.0, entry.keep_alive)
+                elif now >= entry.deadline:
+                    await self._unload(entry, "keep_alive expired")
+            deadlines = [e.deadline - now for e in self._loaded.values() if e.deadline is not None]
+            wait = min([REAP_INTERVAL_S, *deadlines])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.02, wait))
+            self._wake.clear()
+
+
+def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate | None:
+    if profile is None or not profile.template or not hasattr(engine, "template"):
+        return None
+    return ProfileTemplate(profile.template, bos_token=engine.template.bos_token, eos_token=engine.template.eos_token)
+
+
+def _engine_class(fmt: str, facts: GgufFacts) -> Any:
+    """llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX folders."""
+    if fmt == "onnx":
+        from slmkit.engine.onnx.engine import OnnxEngine
+
+        return OnnxEngine
+    return LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
+
+
+def _sha256(path: Path) -> str:
+    if path.is_dir():  # a model folder: hash its files in name order
+        digest = hashlib.sha256()
+        for file in sorted(f for f in path.rglob("*") if f.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(_sha256(file).encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

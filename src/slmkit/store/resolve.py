@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.errors import ModelNotFound
-from slmkit.store.embedded import EMBEDDED
+from slmkit.store.embedded import ALIASES, EMBEDDED
 from slmkit.store.modelfile import Profile
 from slmkit.store.names import is_valid
 
@@ -52,6 +52,7 @@ def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
 
 def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
     key = spec.strip().lower()
+    key = ALIASES.get(key, key)
     if is_valid(key):
         from slmkit.store.store import Store
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 
 import llama_cpp as ll
 
 from slmkit.engine.base import SamplingParams
 from slmkit.engine.llamacpp.bindings import Context, Model
+from slmkit.engine.llamacpp.lazy_grammar import GrammarGate
 from slmkit.errors import InvalidRequest
 
 
@@ -15,21 +17,27 @@ class Sampler:
     """Owns one ``llama_sampler`` chain; ``sample`` picks and accepts the next token."""
 
     def __init__(self, model: Model, params: SamplingParams) -> None:
+        # a grammar is checked lazily, outside the chain (see lazy_grammar.py)
+        self.gate = GrammarGate(model, params.grammar) if params.grammar else None
         self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         try:
-            for stage in _stages(model, params):
+            for stage in _stages(model, replace(params, grammar=None)):
                 ll.llama_sampler_chain_add(self.chain, stage)
         except Exception:
             self.close()
             raise
 
     def sample(self, ctx: Context, index: int) -> int:
+        if self.gate is not None:
+            return self.gate.sample(self.chain, ctx, index)
         return int(ll.llama_sampler_sample(self.chain, ctx.ptr, index))
 
     def accept(self, token: int) -> None:
         ll.llama_sampler_accept(self.chain, token)
 
     def close(self) -> None:
+        if self.gate is not None:
+            self.gate.close()
         if self.chain:
             ll.llama_sampler_free(self.chain)
             self.chain = None

@@ -135,6 +135,9 @@ class SamplingFields(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: PositiveInt | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     logprobs: bool = False
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
 
@@ -172,10 +175,27 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+
+
+class AssistantToolMessage(AssistantMessage):
+    """An assistant message that calls tools (``tool_calls`` is left out of messages without calls)."""
+
+    tool_calls: list[ToolCallOut]
 
 
 class ChatChoice(BaseModel):
@@ -193,6 +213,16 @@ class ChatCompletionResponse(BaseModel):
     system_fingerprint: str
     choices: list[ChatChoice]
     usage: Usage
+
+
+class ToolChatChoice(ChatChoice):
+    """A choice whose message may call tools (serialized with ``tool_calls`` only when it does)."""
+
+    message: AssistantToolMessage | AssistantMessage
+
+
+class ToolChatCompletionResponse(ChatCompletionResponse):
+    choices: list[ToolChatChoice]  # type: ignore[assignment]
 
 
 class CompletionChoice(BaseModel):
@@ -222,6 +252,42 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: PositiveInt | None = None
+    user: str | None = None
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and all(isinstance(t, int) for t in value):
+            return [[int(t) for t in value]]  # type: ignore[arg-type]
+        return [v if isinstance(v, str) else list(v) for v in value]  # type: ignore[arg-type, return-value]
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
 
 
 class ErrorBody(BaseModel):

@@ -24,10 +24,13 @@ async def ready(request: Request) -> JSONResponse:
     if guard.draining:
         reason = "draining: the server is shutting down"
     elif registry.default is None:
-        reason = "no model is loaded yet"
+        reason = "no default model"
     else:
-        stats = registry.get(registry.default).stats()
-        if stats["waiting"] >= request.app.state.settings.engine.max_queue and stats["running"] >= stats["slots"]:
+        loaded = {entry.name: entry for entry in registry.loaded()}
+        entry = loaded.get(registry.default)  # an unloaded default loads again on the next request
+        stats = entry.engine.stats() if entry is not None else None
+        if stats and stats["waiting"] >= request.app.state.settings.engine.max_queue and \
+                stats["running"] >= stats["slots"]:
             reason = "the wait queue is full"
     if reason:
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
@@ -44,8 +47,10 @@ async def metrics(request: Request) -> Response:
 async def slots(request: Request) -> dict[str, object]:
     """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
     service = request.app.state.service
+    visible = set(service.visible_models())
     out: dict[str, object] = {}
-    for name in service.visible_models():
-        engine = service.registry.get(name)
-        out[name] = {**engine.stats(), "slots": engine.slot_states()}
+    for entry in service.registry.loaded():  # models load on demand: only the loaded ones have slots
+        engine = entry.engine
+        if entry.name in visible and hasattr(engine, "slot_states"):  # embedders have no slots
+            out[entry.name] = {**engine.stats(), "slots": engine.slot_states()}
     return out

@@ -123,10 +123,14 @@ async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
     lines = [f"{k} {json.dumps(v) if isinstance(v, str) else v}" for k, vs in params.items()
              for v in (vs if isinstance(vs, list) else [vs])]
     template = desc.template or ""
-    capabilities = ["completion"] + (["tools"] if "tools" in template else [])
+    info = desc.model_info()
+    arch = str(info.get("general.architecture", ""))
+    embedding = arch in ("bert", "nomic-bert") or f"{arch}.pooling_type" in info
+    # every chat model takes tools: templates without tool support get them in the system prompt
+    capabilities = ["embedding"] if embedding else ["completion", "tools"]
     return ShowResponse(
         modelfile=desc.modelfile(), parameters="\n".join(lines), template=template,
         system=desc.profile.system if desc.profile else None, license=desc.license,
-        details=ShowDetails(**desc.details()), model_info=desc.model_info(), capabilities=capabilities,
+        details=ShowDetails(**desc.details()), model_info=info, capabilities=capabilities,
         modified_at=datetime.fromtimestamp(desc.modified_at, tz=timezone.utc).isoformat(),
     )

@@ -1,7 +1,9 @@
-"""OpenAI routes: /v1/chat/completions, /v1/completions, /v1/models."""
+"""OpenAI routes: /v1/chat/completions, /v1/completions, /v1/models (embeddings and tool calls:
+openai_more.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +22,7 @@ from slmkit.server.protocol.openai import (
     ModelList,
     SamplingFields,
 )
+from slmkit.server.routes import openai_more
 from slmkit.server.routes.openai_encode import (
     FINGERPRINT,
     chat_chunks,
@@ -63,12 +66,22 @@ def _check_bias(engine: Engine, body: SamplingFields) -> None:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
-    engine = service.engine(body.model)
+    engine = await service.load(body.model)
     body = service.with_profile_defaults(engine.name, body)
     options = _options(request, body)
+    plan = openai_more.tool_plan(body)
+    if plan is not None and options.sampling.grammar is not None:
+        raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
     _check_bias(engine, body)
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens)
+    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens, plan)
+    if plan is not None:
+        options.sampling = replace(options.sampling, grammar=plan.grammar)
     generation = service.start(engine.name, [prompt], options)
+    if plan is not None and body.stream:
+        return sse_response(openai_more.tool_chat_chunks(generation, plan, body.include_usage, usage, FINGERPRINT))
+    if plan is not None:
+        return await until_disconnected(request.receive,
+                                        openai_more.tool_chat_response(generation, plan, usage, FINGERPRINT))
     if body.stream:
         return sse_response(chat_chunks(generation, body.include_usage, body.logprobs))
     result = await until_disconnected(request.receive, service.collect(generation))
@@ -87,7 +100,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     service = _service(request)
     if body.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
-    engine = service.engine(body.model)
+    engine = await service.load(body.model)
     body = service.with_profile_defaults(engine.name, body)
     options = _options(request, body)
     _check_bias(engine, body)
@@ -136,5 +149,6 @@ async def list_models(request: Request) -> ModelList:
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> ModelCard:
     service = _service(request)
-    engine = service.engine(model_id)
-    return ModelCard(id=engine.name, created=service.registry.loaded_at(engine.name))
+    name = service.registry.resolve(model_id).name
+    service.check_scope(name)
+    return ModelCard(id=name, created=service.registry.loaded_at(name))

@@ -1,0 +1,263 @@
+"""Ollama request and response models (``/api/...``), and their conversion to engine terms."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+
+from slmkit.engine.base import SamplingParams
+from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
+from slmkit.errors import InvalidRequest
+
+Number = StrictInt | StrictFloat
+_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_keep_alive(value: str | int | float | None) -> float | None:
+    """Seconds (negative: forever) from Ollama's keep_alive: a number of seconds or a Go
+    duration such as "5m", "1h30m", "0", "-1"."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidRequest(f"keep_alive: invalid duration {value!r} (use e.g. \"5m\", \"30s\", 0 or -1)",
+                             param="keep_alive")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+class Options(BaseModel):
+    """Ollama's runtime options. Unknown options are ignored, as Ollama does; known ones are
+    type-checked (400 naming ``options.<name>``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    num_predict: StrictInt | None = None
+    num_ctx: StrictInt | None = Field(None, ge=1)
+    temperature: Number | None = Field(None, ge=0)
+    top_k: StrictInt | None = Field(None, ge=0)
+    top_p: Number | None = Field(None, ge=0, le=1)
+    min_p: Number | None = Field(None, ge=0, le=1)
+    typical_p: Number | None = Field(None, gt=0, le=1)
+    repeat_penalty: Number | None = Field(None, gt=0)
+    repeat_last_n: StrictInt | None = Field(None, ge=-1)
+    presence_penalty: Number | None = None
+    frequency_penalty: Number | None = None
+    seed: StrictInt | None = None
+    stop: list[str] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def sampling(self, grammar: str | None = None) -> SamplingParams:
+        defaults = SamplingParams()
+        values = {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
+                  "min_p": self.min_p, "typical_p": self.typical_p, "repeat_penalty": self.repeat_penalty,
+                  "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+                  "seed": self.seed}
+        chosen: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
+        if self.repeat_last_n is not None:
+            chosen["repeat_last_n"] = self.repeat_last_n
+        return SamplingParams(**{**defaults.__dict__, **chosen, "grammar": grammar})
+
+    def max_tokens(self) -> int | None:
+        """num_predict: -1 (infinite) and -2 (fill the context) both run to the context's end."""
+        if self.num_predict is None or self.num_predict < 0:
+            return None
+        if self.num_predict == 0:
+            raise InvalidRequest("options.num_predict must not be 0", param="options.num_predict")
+        return self.num_predict
+
+
+class OllamaRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    options: Options = Field(default_factory=Options)
+    keep_alive: str | StrictInt | StrictFloat | None = None
+    think: bool | str | None = None
+
+    def grammar(self) -> str | None:
+        if self.format in (None, ""):
+            return None
+        if self.format == "json":
+            return json_object_grammar()
+        if isinstance(self.format, dict):
+            return json_schema_grammar(self.format, "format")
+        raise InvalidRequest("format must be \"json\" or a JSON schema object", param="format")
+
+    def keep_alive_s(self) -> float | None:
+        return parse_keep_alive(self.keep_alive)
+
+
+class GenerateRequest(OllamaRequest):
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    images: list[str] | None = None
+    context: list[int] | None = None
+
+
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    index: int | None = None
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    function: ToolCallFunction
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[str] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_name: str | None = None
+    thinking: str | None = None
+
+    def to_template(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"type": "function", "function": {"name": c.function.name,
+                                                                     "arguments": c.function.arguments}}
+                                 for c in self.tool_calls]
+        if self.tool_name:
+            out["name"] = self.tool_name
+        return out
+
+
+class ChatRequest(OllamaRequest):
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None  # extension
+
+    def images(self) -> bool:
+        return any(m.images for m in self.messages)
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    input: str | list[str]
+    truncate: bool = True
+    options: Options = Field(default_factory=Options)
+    keep_alive: str | StrictInt | StrictFloat | None = None
+    dimensions: StrictInt | None = Field(None, ge=1)
+
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingsRequest(BaseModel):
+    """The legacy single-input route."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    prompt: str
+    options: Options = Field(default_factory=Options)
+    keep_alive: str | StrictInt | StrictFloat | None = None
+
+
+class ShowRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    name: str | None = None  # older clients
+    verbose: bool = False
+
+    def target(self) -> str:
+        name = self.model or self.name
+        if not name:
+            raise InvalidRequest("model is required", param="model")
+        return name
+
+
+# -- responses ----------------------------------------------------------------------
+class Details(BaseModel):
+    parent_model: str = ""
+    format: str = "gguf"
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+
+
+class ModelEntry(BaseModel):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: Details
+
+
+class TagsResponse(BaseModel):
+    models: list[ModelEntry]
+
+
+class RunningEntry(BaseModel):
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: Details
+    expires_at: str
+    size_vram: int = 0
+    context_length: int
+
+
+class PsResponse(BaseModel):
+    models: list[RunningEntry]
+
+
+class ShowResponse(BaseModel):
+    license: str = ""
+    modelfile: str
+    parameters: str
+    template: str
+    details: Details
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+
+
+class EmbeddingsResponse(BaseModel):
+    embedding: list[float]
