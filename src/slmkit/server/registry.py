@@ -204,7 +204,8 @@ class ModelRegistry:
             if spec in EMBEDDED or spec in ALIASES.values():
                 raise
             raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
-        except StoreError as exc:
+        except StoreError as exc:  # e.g. a damaged file: 500 with the reason; the next request retries
+            log.warning("model %s failed to load: %s", key, exc.message)
             raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
         return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
                              digest=resolved.digest)

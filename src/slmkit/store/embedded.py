@@ -61,7 +61,8 @@ class EmbeddedModel:
         return bool(self.parts)
 
     def available(self) -> bool:
-        return importlib.util.find_spec(self.package) is not None
+        """Servable as it is: installed, and not one that ships in parts (those need `slm pull`)."""
+        return not self.split and importlib.util.find_spec(self.package) is not None
 
     def path(self) -> Path:
         """The file inside the installed package; ModelNotFound with the install command if absent."""
