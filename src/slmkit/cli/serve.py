@@ -64,9 +64,11 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
         security__ssl_keyfile=ssl_keyfile, security__max_concurrent_per_key=max_concurrent_per_key,
         security__audit_log=audit_log, security__log_content=log_content,
     )
-    for spec in settings.server.models:  # an unknown name is one line, not a failed startup
+    for index, spec in enumerate(settings.server.models):  # a bad name is one line, not a failed startup
         try:
             resolve_model(spec, settings.store.home)
-        except StoreError as exc:  # a damaged file: requests for it will answer 500 with the reason
-            click.echo(f"warning: {exc.message}", err=True)
+        except StoreError as exc:
+            if index == 0:  # the default model loads at start: a damaged one is an error
+                raise
+            click.echo(f"warning: {exc.message}", err=True)  # requests for it answer 500 with the reason
     run_server(settings)

@@ -205,7 +205,6 @@ class ModelRegistry:
                 raise
             raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
         except StoreError as exc:  # e.g. a damaged file: 500 with the reason; the next request retries
-            log.warning("model %s failed to load: %s", key, exc.message)
             raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
         return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
                              digest=resolved.digest)
@@ -269,7 +268,11 @@ class ModelRegistry:
         return True
 
     async def _load(self, name: str | None, kind: str) -> LoadedModel:
-        resolved = await asyncio.to_thread(self.resolve, name, kind)
+        try:
+            resolved = await asyncio.to_thread(self.resolve, name, kind)
+        except ModelLoadError as exc:
+            log.warning("model %s failed to load: %s", self.canonical(name, kind), exc.message)
+            raise
         log.info("reading %s", resolved.path)
         try:
             facts = await asyncio.to_thread(self._read_facts, resolved.path)

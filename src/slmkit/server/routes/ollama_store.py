@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import ModelNotFound, SlmkitError
 from slmkit.server.protocol.ollama_store import (
     CopyRequest,
     CreateRequest,
@@ -118,7 +118,12 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
 
 @router.post("/api/show")
 async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
-    desc = await asyncio.to_thread(describe, body.target(), request.app.state.settings.store.home)
+    home = request.app.state.settings.store.home
+    try:
+        desc = await asyncio.to_thread(describe, body.target(), home)
+    except ModelNotFound:  # a model the server was started with by path: look it up by its served name
+        resolved = await asyncio.to_thread(request.app.state.service.registry.resolve, body.target())
+        desc = await asyncio.to_thread(describe, str(resolved.path), home)
     params = desc.profile.parameters if desc.profile else {}
     lines = [f"{k} {json.dumps(v) if isinstance(v, str) else v}" for k, vs in params.items()
              for v in (vs if isinstance(vs, list) else [vs])]
