@@ -121,8 +121,11 @@ async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
     home = request.app.state.settings.store.home
     try:
         desc = await asyncio.to_thread(describe, body.target(), home)
-    except ModelNotFound:  # a model the server was started with by path: look it up by its served name
-        resolved = await asyncio.to_thread(request.app.state.service.registry.resolve, body.target())
+    except ModelNotFound as missing:  # a model the server was started with by path: find it by served name
+        try:
+            resolved = await asyncio.to_thread(request.app.state.service.registry.resolve, body.target())
+        except ModelNotFound:
+            raise ModelNotFound(f"model '{body.target()}' not found") from missing
         desc = await asyncio.to_thread(describe, str(resolved.path), home)
     params = desc.profile.parameters if desc.profile else {}
     lines = [f"{k} {json.dumps(v) if isinstance(v, str) else v}" for k, vs in params.items()
