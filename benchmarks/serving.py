@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from slmkit.bench.report import markdown_table  # noqa: E402
-from slmkit.bench.resources import free_port  # noqa: E402
+from slmkit.server.process import free_port  # noqa: E402
 from slmkit.store.resolve import resolve_model  # noqa: E402
 
 BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"

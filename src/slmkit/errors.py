@@ -110,12 +110,57 @@ class EngineError(SlmkitError):
     code = "engine_error"
 
 
+class ModelClosed(SlmkitError):
+    """A model handle of the Python API was used after ``close()``."""
+
+    status = 500
+    code = "model_closed"
+
+
+class OutputInvalid(SlmkitError):
+    """The model's output does not parse or validate as the requested structure (for example
+    because it was cut at ``max_tokens``)."""
+
+    status = 500
+    code = "invalid_output"
+
+
 class StoreError(SlmkitError):
     """A problem with the local model store (bad name, corrupt file, ...)."""
 
     status = 400
     code = "store_error"
     type = "invalid_request_error"
+
+
+class ModelfileError(InvalidRequest):
+    """A Modelfile that does not parse."""
+
+    code = "invalid_modelfile"
+
+
+class InvalidName(StoreError):
+    """A model name or tag that breaks the naming rules."""
+
+    code = "invalid_model_name"
+
+
+class HubError(StoreError):
+    """The Hugging Face Hub refused or failed a download."""
+
+    code = "hub_error"
+
+
+class CorruptGGUF(StoreError):
+    """A file that is not a readable GGUF."""
+
+    code = "corrupt_gguf"
+
+
+class TemplateSyntaxError(InvalidRequest):
+    """A chat template (Jinja or Go) that does not parse."""
+
+    code = "invalid_template"
 
 
 class ConversionError(SlmkitError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slmkit.store.modelfile import ModelfileError, Profile, parse_modelfile
-from slmkit.store.template import ProfileTemplate, TemplateSyntaxError, go_to_jinja
+from slmkit.errors import ModelfileError, TemplateSyntaxError
+from slmkit.store.modelfile import Profile, parse_modelfile
+from slmkit.store.template import ProfileTemplate, go_to_jinja
 
 MODELFILE = '''# a comment
 FROM smollm2-135m-instruct

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from slmkit.errors import ModelNotFound, StoreError
+from slmkit.errors import CorruptGGUF, InvalidName, ModelNotFound, StoreError
 from slmkit.store.embedded import EMBEDDED
-from slmkit.store.gguf_meta import CorruptGGUF, read_gguf
-from slmkit.store.names import InvalidName, parse_ref
+from slmkit.store.gguf_meta import read_gguf
+from slmkit.store.names import parse_ref
 from slmkit.store.pull import pull, pull_package
 from slmkit.store.resolve import resolve_model
 from slmkit.store.store import Store

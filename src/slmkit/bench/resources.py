@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
-from slmkit.errors import InvalidRequest, ServiceUnavailable
+from slmkit.errors import InvalidRequest
+from slmkit.server.process import ServeProcess
 
 
 class ProcessWatcher:
@@ -80,55 +74,15 @@ class ProcessWatcher:
                 "cpu_utilization": cpu / wall if wall > 0 else 0.0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SpawnedServer:
-    """`slm serve MODEL` on a free loopback port, stopped by ``close()``."""
+class SpawnedServer(ServeProcess):
+    """`slm serve MODEL` on a free loopback port, stopped by ``close()``; in a session of its own
+    so that Ctrl-C reaches the bench, not the server."""
 
     def __init__(self, model: str, *, parallel: int | None = None, threads: int | None = None,
                  ctx_size: int | None = None, timeout: float = 180.0) -> None:
         self.model = model
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "slmkit", "serve", "--model", model, "--port", str(self.port)]
+        args = ["--model", model]
         for flag, value in (("--parallel", parallel), ("--threads", threads), ("--ctx-size", ctx_size)):
             if value is not None:
-                cmd += [flag, str(value)]
-        self.log = Path(tempfile.mkstemp(prefix="slm-bench-serve-", suffix=".log")[1])
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
-                                         start_new_session=True)  # Ctrl-C reaches the bench, not it
-        self._wait(timeout)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                raise ServiceUnavailable(f"slm serve {self.model} exited with {self.proc.returncode}: {tail[0]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.close()
-        raise ServiceUnavailable(f"slm serve {self.model} did not become healthy in {timeout:.0f}s (log: {self.log})")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.unlink(missing_ok=True)
+                args += [flag, str(value)]
+        super().__init__(args, timeout=timeout, new_session=True)

@@ -35,7 +35,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            await registry.start()
+            try:
+                await registry.start()
+            except Exception as exc:  # kept for slmkit.serve, which reports it to its caller
+                app.state.startup_error = exc
+                raise
             yield
         finally:
             await registry.aclose()
@@ -43,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.startup_error = None
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
     install_error_handlers(app)

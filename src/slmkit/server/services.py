@@ -49,6 +49,7 @@ class EmbeddingResult:
     prompt_tokens: int
     load_s: float = 0.0
     total_s: float = 0.0
+    embed_s: float = 0.0
 
 
 class GenerationService:
@@ -94,11 +95,19 @@ class GenerationService:
 
     async def embed(self, model: str | None, inputs: list[str] | list[list[int]], *, truncate: bool = True,
                     keep_alive: float | None = None, param: str = "input") -> EmbeddingResult:
+        """Unit-length vectors, one per input, from ``model`` loaded on demand (see ``embed_with``)."""
+        started = time.perf_counter()
+        embedder = await self.embedder(model, keep_alive=keep_alive)
+        result = await self.embed_with(embedder, inputs, truncate=truncate, param=param)
+        result.total_s = time.perf_counter() - started
+        result.load_s = result.total_s - result.embed_s
+        return result
+
+    async def embed_with(self, embedder: Embedder, inputs: list[str] | list[list[int]], *, truncate: bool = True,
+                         param: str = "input") -> EmbeddingResult:
         """Unit-length vectors, one per input. Over-long inputs are cut when ``truncate``,
         else rejected (400 naming ``param``)."""
         started = time.perf_counter()
-        embedder = await self.embedder(model, keep_alive=keep_alive)
-        load_s = time.perf_counter() - started
         token_lists = [embedder.tokenize(i) if isinstance(i, str) else list(i) for i in inputs]
         limit = embedder.context_length
         for index, tokens in enumerate(token_lists):
@@ -109,8 +118,18 @@ class GenerationService:
         token_lists = [embedder.truncate(t) for t in token_lists]
         request_context().add_prompt(embedder.name, sum(map(len, token_lists)))
         vectors = await embedder.embed(token_lists)
+        elapsed = time.perf_counter() - started
         return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, token_lists)),
-                               load_s=load_s, total_s=time.perf_counter() - started)
+                               total_s=elapsed, embed_s=elapsed)
+
+    @staticmethod
+    def check_logit_bias(engine: Engine, bias: dict[int, float]) -> None:
+        """400 naming ``logit_bias`` when it names a token outside the model's vocabulary."""
+        vocab = int(engine.info["vocab_size"])
+        for token in bias:
+            if not 0 <= token < vocab:
+                raise InvalidRequest(f"logit_bias names token {token}, outside the vocabulary (0..{vocab - 1})",
+                                     param="logit_bias")
 
     def chat_prompt(self, engine: Engine, messages: list[dict[str, Any]], max_tokens: int | None = None,
                     plan: ToolPlan | None = None) -> list[int]:
@@ -164,7 +183,7 @@ class GenerationService:
             if len(prompt) > self.limits.max_prompt_tokens:
                 raise InvalidRequest(f"the {prompt_param} may have at most {self.limits.max_prompt_tokens} tokens",
                                      param=prompt_param)
-            self._check_context(engine, prompt, options.max_tokens, prompt_param)
+            self.check_context(engine, prompt, options.max_tokens, prompt_param)
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
                               max_tokens=options.max_tokens, stop=options.stop, logprobs=options.logprobs)
@@ -185,7 +204,7 @@ class GenerationService:
                           prompts=prompts, n=options.n, streams=streams, observer=observer, context=context)
 
     @staticmethod
-    def _check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:
+    def check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:
         limit = engine.context_length
         if not prompt:
             raise InvalidRequest(f"the {param} are empty", param=param)

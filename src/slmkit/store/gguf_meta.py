@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from slmkit.catalog.quant import FTYPE_NAMES
-from slmkit.errors import StoreError
+from slmkit.errors import CorruptGGUF
 
 MAGIC = b"GGUF"
 KEEP_ARRAY = 64  # arrays longer than this are skipped; their length is kept
@@ -25,10 +25,6 @@ _SCALAR = {
     GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?",
     GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
 }
-
-
-class CorruptGGUF(StoreError):
-    code = "corrupt_gguf"
 
 
 @dataclass

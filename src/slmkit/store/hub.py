@@ -19,7 +19,7 @@ from huggingface_hub import constants
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
 
-from slmkit.errors import ModelNotFound, StoreError
+from slmkit.errors import HubError, ModelNotFound, StoreError
 from slmkit.store.store import Store, sha256_file
 
 try:  # huggingface_hub >= 2 uses httpx2; 1.x uses httpx
@@ -30,10 +30,6 @@ except ImportError:  # pragma: no cover
 DISK_MARGIN = 64 << 20  # keep this much free beyond the file
 ATTEMPTS = 3
 Progress = Callable[[int, int], None]  # (completed, total)
-
-
-class HubError(StoreError):
-    code = "hub_error"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from slmkit.errors import InvalidRequest
+from slmkit.errors import ModelfileError
 
 # Ollama's PARAMETER names we apply, and their types.
 PARAMETERS: dict[str, type] = {
@@ -23,10 +23,6 @@ REQUEST_FIELDS = {
 }
 ROLES = ("system", "user", "assistant", "tool")
 INSTRUCTIONS = ("from", "parameter", "system", "template", "message", "license", "adapter", "requires")
-
-
-class ModelfileError(InvalidRequest):
-    code = "invalid_modelfile"
 
 
 @dataclass

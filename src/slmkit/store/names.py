@@ -5,14 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from slmkit.errors import StoreError
+from slmkit.errors import InvalidName
 
 _PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 DEFAULT_TAG = "latest"
-
-
-class InvalidName(StoreError):
-    code = "invalid_model_name"
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,13 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from slmkit.engine.llamacpp.template import ChatTemplate
-from slmkit.errors import InvalidRequest
+from slmkit.errors import InvalidRequest, TemplateSyntaxError
 
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
 _FIELD_NAMES = {"System": "System", "Prompt": "Prompt", "Response": "Response", "Messages": "Messages",
                 "Tools": "Tools", "Role": "role", "Content": "content", "ToolCalls": "tool_calls"}
 _FUNCS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _RESPONSE_MARK = "\x00slm-response\x00"
-
-
-class TemplateSyntaxError(InvalidRequest):
-    code = "invalid_template"
 
 
 def is_go_template(source: str) -> bool:

@@ -20,7 +20,6 @@ from slmkit.server.protocol.openai import (
     CompletionResponse,
     ModelCard,
     ModelList,
-    SamplingFields,
 )
 from slmkit.server.routes import openai_more
 from slmkit.server.routes.openai_encode import (
@@ -55,14 +54,6 @@ def _options(request: Request, body: ChatCompletionRequest | CompletionRequest) 
                            logprobs=body.logprob_count())
 
 
-def _check_bias(engine: Engine, body: SamplingFields) -> None:
-    vocab = int(engine.info["vocab_size"])
-    for key in body.logit_bias or {}:
-        if not 0 <= int(key) < vocab:
-            raise InvalidRequest(f"logit_bias names token {key}, outside the vocabulary (0..{vocab - 1})",
-                                 param="logit_bias")
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     service = _service(request)
@@ -72,7 +63,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     plan = openai_more.tool_plan(body)
     if plan is not None and options.sampling.grammar is not None:
         raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
-    _check_bias(engine, body)
+    service.check_logit_bias(engine, options.sampling.logit_bias)
     prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens, plan)
     if plan is not None:
         options.sampling = replace(options.sampling, grammar=plan.grammar)
@@ -103,7 +94,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     engine = await service.load(body.model)
     body = service.with_profile_defaults(engine.name, body)
     options = _options(request, body)
-    _check_bias(engine, body)
+    service.check_logit_bias(engine, options.sampling.logit_bias)
     prompts = _completion_prompts(engine, body.prompt)
     generation = service.start(engine.name, prompts, options, prompt_param="prompt")
     echo = [engine.detokenize(prompts[i // body.n]) if body.echo else "" for i in range(len(generation.streams))]
