@@ -104,10 +104,15 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Load settings from the environment; keyword overrides such as ``engine__parallel=8``
     (double underscore between section and key) win over it. ``None`` values are ignored."""
-    tree: dict[str, dict[str, object]] = {}
+    tree: dict[str, object] = {}
     for dotted, value in overrides.items():
         if value is None:
             continue
-        section, _, key = dotted.partition("__")
-        tree.setdefault(section, {})[key] = value
+        section, nested, key = dotted.partition("__")
+        if not nested:  # a top-level setting such as log_level
+            tree[section] = value
+            continue
+        branch = tree.setdefault(section, {})
+        assert isinstance(branch, dict)
+        branch[key] = value
     return Settings(**tree)  # type: ignore[arg-type]

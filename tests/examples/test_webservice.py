@@ -92,9 +92,9 @@ def test_timeout_maps_to_504(tmp_path: Path) -> None:
 
     import slmkit
 
-    with slmkit.load(parallel=1, ctx_size=512, threads=2) as model:
+    with slmkit.load(parallel=1, ctx_size=1024, threads=2) as model:
         client = TestClient(webservice.create_app(model, timeout=0.001))
-        answer = client.post("/summarize", json={"text": "A long text. " * 50, "max_words": 200})
+        answer = client.post("/summarize", json={"text": "A long text. " * 20, "max_words": 200})
         assert answer.status_code == 504 and "too long" in answer.json()["error"]
         deadline = time.monotonic() + 10
         while model.stats()["running"] and time.monotonic() < deadline:

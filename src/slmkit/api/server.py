@@ -3,6 +3,7 @@ process, for programs that embed it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -100,7 +101,8 @@ class Server:
             time.sleep(0.05)
 
     def _run(self) -> None:
-        self._server.run(sockets=[self._socket])
+        with contextlib.suppress(SystemExit):  # uvicorn exits when start-up fails; start() reports why
+            self._server.run(sockets=[self._socket])
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting requests, let running ones end (a few seconds at most), unload the models."""
