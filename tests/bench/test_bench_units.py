@@ -35,6 +35,9 @@ def test_workloads() -> None:
     assert len({p.messages[0]["content"] for p in fixed.prompts}) == 4
     assert all(p.max_tokens == 7 for p in fixed.prompts) and fixed.ignore_eos
     assert fixed.item(5) == fixed.prompts[1]
+    unique = fixed_workload(40, 7)  # the default: a prompt of its own for every request
+    assert len({unique.item(i).messages[0]["content"] for i in range(50)}) == 50
+    assert unique.item(3) == unique.item(3) and unique.ignore_eos
     assert max(p.max_tokens for p in mixed_workload(20).prompts) == 20
 
 

@@ -226,3 +226,14 @@ def test_truncate_policy_drops_oldest_turns(tmp_path: object) -> None:
         assert 0 < resp.usage.prompt_tokens <= 256 - 16
     finally:
         proc.close()
+
+
+def test_ignore_eos_generates_max_tokens(client: openai.OpenAI) -> None:
+    """vLLM's and llama-server's ``ignore_eos``: no end-of-generation token is sampled."""
+    messages = [{"role": "user", "content": "Say hi."}]
+    short = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages,  # type: ignore[arg-type]
+                                           max_tokens=200, temperature=0)
+    assert short.choices[0].finish_reason == "stop" and short.usage and short.usage.completion_tokens < 200
+    long = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages,  # type: ignore[arg-type]
+                                          max_tokens=200, temperature=0, extra_body={"ignore_eos": True})
+    assert long.choices[0].finish_reason == "length" and long.usage and long.usage.completion_tokens == 200

@@ -36,6 +36,7 @@ class GenerateKwargs(TypedDict, total=False):
     n: int
     logprobs: int | None  # alternatives reported per token (0: only the chosen token); None: off
     response_format: ResponseFormat | None
+    ignore_eos: bool | None  # generate exactly max_tokens (benchmarks)
 
 
 class ChatKwargs(GenerateKwargs, total=False):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,32 +47,43 @@ class BenchPrompt:
 
 @dataclass
 class Workload:
-    """A cycle of prompts; request i sends ``prompts[i % len(prompts)]``."""
+    """A cycle of prompts (request i sends ``prompts[i % len(prompts)]``), or, with ``make``, a
+    prompt made for each request index."""
 
     name: str
     prompts: list[BenchPrompt]
     ignore_eos: bool = False
     description: dict[str, Any] = field(default_factory=dict)
+    make: Callable[[int], BenchPrompt] | None = None
 
     def item(self, index: int) -> BenchPrompt:
+        if self.make is not None:
+            return self.make(index)
         return self.prompts[index % len(self.prompts)]
 
 
-def fixed_workload(prompt_tokens: int, output_tokens: int, *, variants: int = 16, seed: int = 0) -> Workload:
-    """Prompts of about ``prompt_tokens`` words (distinct, so no two share a cached prefix) that
-    ask for ``output_tokens`` tokens; ``ignore_eos`` is sent so servers that honour it
-    (llama.cpp, vLLM, slmkit) generate the full budget."""
+def fixed_workload(prompt_tokens: int, output_tokens: int, *, variants: int | None = None,
+                   seed: int = 0) -> Workload:
+    """Prompts of about ``prompt_tokens`` words that ask for ``output_tokens`` tokens; ``ignore_eos``
+    is sent so servers that honour it (llama.cpp, vLLM, slmkit) generate the full budget.
+
+    Every request gets a prompt of its own (as vLLM's random dataset does), so no server answers
+    from a cached prompt: what is measured is prompt reading plus generation. ``variants=N``
+    cycles N prompts instead, to measure prompt caches."""
     if prompt_tokens < 1 or output_tokens < 1:
         raise InvalidRequest("fixed prompt and output lengths must be at least 1 token")
-    rng = random.Random(seed)
     words = _WORD_TEXT.split()
-    prompts = []
-    for i in range(variants):
+
+    def make(i: int) -> BenchPrompt:
+        rng = random.Random(seed * 1_000_003 + i)
         filler = " ".join(rng.choice(words) for _ in range(max(0, prompt_tokens - 12)))
         text = f"Request {i}. Write a very long essay using these words: {filler}"
-        prompts.append(BenchPrompt([{"role": "user", "content": text}], output_tokens))
-    return Workload("fixed", prompts, ignore_eos=True,
-                    description={"prompt_words": prompt_tokens, "output_tokens": output_tokens})
+        return BenchPrompt([{"role": "user", "content": text}], output_tokens)
+
+    description = {"prompt_words": prompt_tokens, "output_tokens": output_tokens, "variants": variants}
+    if variants:
+        return Workload("fixed", [make(i) for i in range(variants)], ignore_eos=True, description=description)
+    return Workload("fixed", [make(0)], ignore_eos=True, description=description, make=make)
 
 
 def mixed_workload(max_tokens: int | None = None) -> Workload:

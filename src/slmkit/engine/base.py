@@ -31,6 +31,7 @@ class SamplingParams:
     seed: int | None = None
     logit_bias: dict[int, float] = field(default_factory=dict)
     grammar: str | None = None
+    ignore_eos: bool = False  # never end at an end-of-generation token (benchmarks: vLLM's and llama-server's)
 
     @property
     def greedy(self) -> bool:

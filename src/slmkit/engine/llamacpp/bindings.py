@@ -6,6 +6,7 @@ Each class frees what it allocates; nothing here knows about requests or HTTP.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -121,6 +122,11 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         return bool(ll.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_tokens(self) -> tuple[int, ...]:
+        """Every end-of-generation token (EOS, EOT, ...)."""
+        return tuple(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t))
 
     def special_text(self, token: int) -> str:
         return self.piece(token, special=True).decode("utf-8", errors="replace") if token >= 0 else ""

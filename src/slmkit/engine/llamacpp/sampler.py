@@ -45,8 +45,9 @@ class Sampler:
 
 def _stages(model: Model, p: SamplingParams) -> list[ctypes.c_void_p]:
     stages = []
-    if p.logit_bias:
-        stages.append(_logit_bias(model, p.logit_bias))
+    bias = {**p.logit_bias, **dict.fromkeys(model.eog_tokens, float("-inf"))} if p.ignore_eos else p.logit_bias
+    if bias:
+        stages.append(_logit_bias(model, bias))
     if p.grammar:
         grammar = ll.llama_sampler_init_grammar(model.vocab, p.grammar.encode(), b"root")
         if not grammar:

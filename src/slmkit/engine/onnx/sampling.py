@@ -24,6 +24,8 @@ def unsupported(request: GenerationRequest) -> list[str]:
         names.append("frequency_penalty")
     if s.logit_bias:
         names.append("logit_bias")
+    if s.ignore_eos:
+        names.append("ignore_eos")
     if s.grammar is not None:
         names.append("response_format")
     if request.logprobs is not None:

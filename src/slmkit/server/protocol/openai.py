@@ -83,6 +83,7 @@ class SamplingFields(BaseModel):
     logit_bias: dict[str, float] | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+    ignore_eos: bool | None = None  # vLLM's and llama-server's extension: generate max_tokens whatever comes
 
     @field_validator("logit_bias")
     @classmethod
@@ -111,6 +112,7 @@ class SamplingFields(BaseModel):
             "presence_penalty": self.presence_penalty,
             "frequency_penalty": self.frequency_penalty,
             "seed": self.seed,
+            "ignore_eos": self.ignore_eos,
         }
         chosen = {k: v for k, v in values.items() if v is not None}
         bias = {int(k): v for k, v in (self.logit_bias or {}).items()}
