@@ -30,6 +30,8 @@ class EngineSettings(BaseModel):
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
     prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
     context_overflow: Literal["error", "truncate"] = "error"
+    prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
+                                  "any more (like llama-server's --cache-ram); 0: off.")
 
     def n_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)

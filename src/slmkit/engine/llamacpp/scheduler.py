@@ -11,6 +11,7 @@ from collections import deque
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
 from slmkit.engine.llamacpp.logprobs import token_logprob
+from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Job, Slot, common_prefix
 from slmkit.errors import Overloaded, ServiceUnavailable, SlmkitError
@@ -22,7 +23,7 @@ class Scheduler:
     """Admits jobs into slots, runs decode steps, samples and hands tokens back."""
 
     def __init__(self, model: Model, ctx: Context, *, slots: int, max_queue: int, prefill_chunk: int,
-                 name: str) -> None:
+                 name: str, prompt_cache_bytes: int = 0) -> None:
         self.model = model
         self.ctx = ctx
         self.prefill_chunk = prefill_chunk
@@ -33,6 +34,7 @@ class Scheduler:
         self.cond = threading.Condition()
         self.stopping = False
         self.reused_tokens_total = 0
+        self.prompt_cache = PromptCache(prompt_cache_bytes)
         self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
         self.thread.start()
 
@@ -60,6 +62,7 @@ class Scheduler:
             "slots": len(self.slots),
             "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
             "prefix_cache_hit_tokens_total": self.reused_tokens_total,
+            "prompt_cache_bytes": self.prompt_cache.bytes,
         }
 
     def slot_states(self) -> list[dict[str, int | bool]]:
@@ -108,6 +111,7 @@ class Scheduler:
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = job.request.prompt
         slot = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
+        self._use_saved_state(slot, prompt)
         reused = min(common_prefix(slot.cached, prompt), len(prompt) - 1)
         if not self.ctx.seq_rm(slot.seq, reused, -1):
             self.ctx.seq_rm(slot.seq, -1, -1)
@@ -119,6 +123,20 @@ class Scheduler:
             return
         slot.start(job, reused, sampler)
         self.reused_tokens_total += reused
+
+    def _use_saved_state(self, slot: Slot, prompt: list[int]) -> None:
+        """Before the slot's content is overwritten, save it to the host-memory prompt cache; load
+        a saved state instead when it shares a longer prefix with the prompt."""
+        cache = self.prompt_cache
+        if not cache.enabled:
+            return
+        shared = common_prefix(slot.cached, prompt)
+        if len(slot.cached) - shared >= MIN_TOKENS:
+            cache.save(self.ctx, slot.seq, slot.cached)
+        entry, length = cache.best(prompt)
+        if entry is None or length < shared + MIN_TOKENS:
+            return
+        slot.cached = entry.tokens[:length] if cache.restore(self.ctx, slot.seq, entry, length) else []
 
     def _drop_cancelled(self) -> None:
         for slot in self.slots:
