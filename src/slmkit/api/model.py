@@ -24,7 +24,7 @@ from slmkit.server.metrics import Metrics
 from slmkit.server.protocol.openai import ChatCompletionRequest, CompletionRequest
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.services import GenerateOptions, GenerationService
-from slmkit.server.tools import ToolCall, ToolPlan, parse_tools, plan_tools, tool_deltas
+from slmkit.server.tools import ToolPlan, collect_tool_choices, parse_tools, plan_tools
 from slmkit.settings import EngineSettings, Settings, load_settings
 
 T = TypeVar("T")
@@ -314,18 +314,9 @@ class Model:
         return options, plan
 
     async def _collect_tools(self, generation: Generation, plan: ToolPlan) -> Completion:
-        texts = [""] * len(generation.streams)
-        calls: list[list[ToolCall]] = [[] for _ in generation.streams]
-        finishes = ["stop"] * len(generation.streams)
-        usage = generation.usage()
-        async for delta in tool_deltas(generation, plan):
-            usage.add(delta.index, delta.event)
-            texts[delta.index] += delta.text
-            calls[delta.index] += delta.calls
-            if delta.finish:
-                finishes[delta.index] = delta.finish
-        choices = [Choice(index=i, text=texts[i], finish_reason=finishes[i], tool_calls=calls[i])
-                   for i in range(len(texts))]
+        results, usage = await collect_tool_choices(generation, plan)
+        choices = [Choice(index=i, text=r.text, finish_reason=r.finish, tool_calls=r.calls)
+                   for i, r in enumerate(results)]
         return Completion(model=generation.model, choices=choices, usage=_usage(usage))
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:

@@ -33,7 +33,7 @@ from slmkit.engine.llamacpp.grammar import check_schema, json_schema_grammar
 from slmkit.errors import EngineError, InvalidRequest
 
 if TYPE_CHECKING:
-    from slmkit.server.generation import Generation
+    from slmkit.server.generation import Generation, Usage
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -329,3 +329,25 @@ async def tool_deltas(generation: Generation, plan: ToolPlan | None) -> AsyncIte
             else:
                 finish = "length" if event.finish_reason is FinishReason.LENGTH else "stop"
         yield ChoiceDelta(index, text, calls, finish, event)
+
+
+@dataclass
+class ToolChoice:
+    """One choice of a finished generation under a tool plan."""
+
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    finish: str = "stop"
+
+
+async def collect_tool_choices(generation: Generation, plan: ToolPlan) -> tuple[list[ToolChoice], Usage]:
+    """Run a generation under ``plan`` to the end: each choice's text, calls and finish, and the usage."""
+    choices = [ToolChoice() for _ in generation.streams]
+    usage = generation.usage()
+    async for delta in tool_deltas(generation, plan):
+        usage.add(delta.index, delta.event)
+        choices[delta.index].text += delta.text
+        choices[delta.index].calls += delta.calls
+        if delta.finish:
+            choices[delta.index].finish = delta.finish
+    return choices, usage

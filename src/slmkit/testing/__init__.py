@@ -21,9 +21,9 @@ and ``DETERMINISTIC`` (sampling options that make answers repeatable).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -41,6 +41,8 @@ from slmkit.testing.asserts import (
 if TYPE_CHECKING:
     from slmkit.api import Model
     from slmkit.server.process import ServeProcess
+
+T = TypeVar("T")
 
 __all__ = [
     "DETERMINISTIC",
@@ -149,19 +151,21 @@ def slm_pool() -> Iterator[SlmPool]:
 @pytest.fixture
 def slm_server(request: pytest.FixtureRequest, slm_pool: SlmPool) -> ServeProcess:
     """A running ``slm serve`` (started once per configuration for the session)."""
-    try:
-        return slm_pool.server(SlmConfig.for_request(request))
-    except Exception as exc:
-        pytest.fail(f"slm_server could not start: {exc}", pytrace=False)
+    return _started("slm_server could not start", slm_pool.server, request)
 
 
 @pytest.fixture
 def slm_model(request: pytest.FixtureRequest, slm_pool: SlmPool) -> Model:
     """The model loaded in this process (once per configuration for the session)."""
+    return _started("slm_model could not load", slm_pool.model, request)
+
+
+def _started(failure: str, start: Callable[[SlmConfig], T], request: pytest.FixtureRequest) -> T:
+    """``start`` for the test's configuration; a failure fails the test with one line."""
     try:
-        return slm_pool.model(SlmConfig.for_request(request))
+        return start(SlmConfig.for_request(request))
     except Exception as exc:
-        pytest.fail(f"slm_model could not load: {exc}", pytrace=False)
+        pytest.fail(f"{failure}: {exc}", pytrace=False)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from slmkit.server.protocol.openai import (
     Usage,
 )
 from slmkit.server.services import GenerationService
-from slmkit.server.tools import ToolCall, ToolPlan, parse_tools, plan_tools, tool_deltas
+from slmkit.server.tools import ToolCall, ToolPlan, collect_tool_choices, parse_tools, plan_tools, tool_deltas
 
 router = APIRouter(tags=["openai"])
 MAX_EMBEDDING_INPUTS = 2048
@@ -78,21 +78,12 @@ def _tool_call_out(call: ToolCall) -> ToolCallOut:
 
 async def tool_chat_response(generation: Generation, plan: ToolPlan, usage_of: Any,
                              fingerprint: str) -> ToolChatCompletionResponse:
-    texts = [""] * len(generation.streams)
-    calls: list[list[ToolCall]] = [[] for _ in generation.streams]
-    finishes = ["stop"] * len(generation.streams)
-    usage = generation.usage()
-    async for delta in tool_deltas(generation, plan):
-        usage.add(delta.index, delta.event)
-        texts[delta.index] += delta.text
-        calls[delta.index] += delta.calls
-        if delta.finish:
-            finishes[delta.index] = delta.finish
+    results, usage = await collect_tool_choices(generation, plan)
     choices = [
-        ToolChatChoice(index=i, finish_reason=finishes[i], message=AssistantToolMessage(
-            content=None, tool_calls=[_tool_call_out(c) for c in calls[i]]) if calls[i] else AssistantMessage(
-            content=texts[i]))
-        for i in range(len(texts))
+        ToolChatChoice(index=i, finish_reason=r.finish, message=AssistantToolMessage(
+            content=None, tool_calls=[_tool_call_out(c) for c in r.calls]) if r.calls else AssistantMessage(
+            content=r.text))
+        for i, r in enumerate(results)
     ]
     out: Usage = usage_of(usage)
     return ToolChatCompletionResponse(id=f"chatcmpl-{generation.id}", created=generation.created,
