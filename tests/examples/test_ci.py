@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from slmkit.bench.report import load_document
 from slmkit.eval.tasks import load_suite
-from tests.examples.readme import ROOT
+from tests.examples.readme import ROOT, readme_commands
 from tests.examples.workflow import StepResult, load_job, report, run_steps, step_name
 from tests.helpers import free_port
 
@@ -41,13 +42,25 @@ def _stopped(temp: Path) -> bool:
     return True
 
 
-def _workflow(tmp_path: Path, **overrides: str) -> tuple[list[StepResult], Path]:
+def _workflow(tmp_path: Path, repo: Path, workflow: Path = WORKFLOW,
+              **overrides: str) -> tuple[list[StepResult], Path]:
     temp = tmp_path / "runner-temp"
     temp.mkdir()
-    env = {"RUNNER_TEMP": str(temp), "SLM_CI_DIR": "examples/ci", "PORT": str(free_port()), **overrides}
-    results = run_steps(WORKFLOW, ROOT, env)
+    env = {"RUNNER_TEMP": str(temp), "PORT": str(free_port()), **overrides}
+    results = run_steps(workflow, repo, env)
     assert _stopped(temp), report(results)
     return results, temp
+
+
+def _user_repo(tmp_path: Path) -> Path:
+    """A scratch repository set up with the README's commands (slmkit's checkout at slmkit/)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "slmkit").symlink_to(ROOT)
+    for command in readme_commands("ci"):
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+    return repo
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +69,9 @@ def passing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Ste
     # thresholds. Speed depends on the machine and its load, and tests never fail on wall-clock
     # times: this run asks only for 5% of the baseline's throughput (the gate's arithmetic is
     # tested against fixed documents in tests/bench/test_compare_gate.py).
-    yield _workflow(tmp_path_factory.mktemp("ci-pass"), BENCH_FAIL_BELOW="0.05")
+    tmp_path = tmp_path_factory.mktemp("ci-pass")
+    repo = _user_repo(tmp_path)
+    yield _workflow(tmp_path, repo, repo / ".github" / "workflows" / "slm-quality.yml", BENCH_FAIL_BELOW="0.05")
 
 
 def test_workflow_passes_on_the_embedded_model(passing: tuple[list[StepResult], Path]) -> None:
@@ -71,6 +86,7 @@ def test_workflow_passes_on_the_embedded_model(passing: tuple[list[StepResult], 
         assert gates[gate]["passed"] and gates[gate]["threshold"] == float(job_env[setting]), gates
     cases = eval_doc["models"][0]["tasks"]["cases"]
     assert len(cases) == len(load_suite(ROOT / "examples" / "ci" / "suite.jsonl"))
+    assert (temp.parent / "repo" / ".github" / "slm" / "bench-baseline.json").is_file()
     bench = load_document(temp / "slm-report" / "bench.json")
     assert bench["summary"] and all(row["failed"] == 0 for row in bench["summary"])
     assert "no regression below 0.05" in steps[GATE].stderr
@@ -93,12 +109,13 @@ def test_baseline_matches_the_bench_step() -> None:
     """The committed baseline was recorded with the workflow's own bench options."""
     baseline = load_document(ROOT / "examples" / "ci" / "bench-baseline.json")
     speed = next(s for s in load_job(WORKFLOW)["steps"] if step_name(s) == SPEED)["run"]
-    assert _bench_options(shlex.split(speed)) == _bench_options(baseline["command"])
+    assert _bench_options(shlex.split(speed.replace("\\\n", " "))) == _bench_options(baseline["command"])
     assert len(baseline["summary"]) == 1 and baseline["summary"][0]["failed"] == 0
 
 
 def test_impossible_quality_threshold_fails_the_build(tmp_path: Path) -> None:
-    results, _ = _workflow(tmp_path, MAX_PERPLEXITY="1")  # no model predicts text perfectly
+    # in slmkit's checkout this time, reading the example's files where they are
+    results, _ = _workflow(tmp_path, ROOT, SLM_CI_DIR="examples/ci", MAX_PERPLEXITY="1")  # no model is perfect
     steps = _by_name(results)
     assert steps[QUALITY].status == "failed" and steps[QUALITY].returncode == 1, report(results)
     assert steps[QUALITY].stderr.strip().splitlines()[-1].startswith("error: quality gate failed:")
@@ -111,8 +128,8 @@ def test_impossible_quality_threshold_fails_the_build(tmp_path: Path) -> None:
 def test_impossible_speed_threshold_fails_the_build(passing: tuple[list[StepResult], Path]) -> None:
     """The regression step again, on the passing run's bench result, demanding 100x the baseline."""
     _, temp = passing
-    results = run_steps(WORKFLOW, ROOT, {"RUNNER_TEMP": str(temp), "SLM_CI_DIR": "examples/ci",
-                                         "BENCH_FAIL_BELOW": "100"}, only={GATE})
+    results = run_steps(WORKFLOW, temp.parent / "repo", {"RUNNER_TEMP": str(temp), "BENCH_FAIL_BELOW": "100"},
+                        only={GATE})
     gate = _by_name(results)[GATE]
     assert gate.status == "failed" and gate.returncode == 1, report(results)
     assert "performance regression below --fail-below 100" in gate.stderr
