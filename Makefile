@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # assumed present at /usr/bin/kubectl. Installed when running as root, as CI does.
 SYSTEM_PKGS := prometheus nginx chromium
 
-.PHONY: run test install install-test system-deps lint clean
+.PHONY: run test install install-test system-deps node-deps lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +48,21 @@ system-deps:
 	  fi; \
 	fi
 
-test: install-test system-deps
+# The Node.js example's packages, pinned by its package-lock.json (Node 20 and npm are on the
+# machine); `npm ci` runs again only when the lock file changes.
+NODE_EXAMPLE := examples/node
+$(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the Node example's test needs Node.js 20+ and npm" >&2; exit 1; }
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund
+	touch $@
+
+node-deps: $(NODE_EXAMPLE)/node_modules/.installed
+
+test: install-test system-deps node-deps
 	$(BIN)/python -m pytest
 
 lint: install-test
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 
 clean:

@@ -161,3 +161,38 @@ def compare_markdown(rows: list[dict[str, Any]]) -> str:
         cells = [_fmt(row["ratios"][key], "{:.2f}x") for _, key, _, _ in COLUMNS]
         lines.append(f"| {row['endpoint_a']} | {row['endpoint_b']} | {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def relative_performance(metric: str, ratio: float) -> float:
+    """B's performance relative to A from the ratio B/A: the ratio itself where higher is
+    better (tok/s), its inverse where lower is better (latencies, memory); below 1 is worse."""
+    higher = {key: better for _, key, _, better in COLUMNS}
+    if metric not in higher:
+        raise InvalidRequest(f"unknown metric {metric!r}; one of {', '.join(higher)}")
+    if higher[metric]:
+        return ratio
+    return 1.0 / ratio if ratio > 0 else float("inf")
+
+
+def regressions(rows: list[dict[str, Any]], fail_below: float, metrics: list[str]) -> list[dict[str, Any]]:
+    """Every (level, metric) where B performs worse than ``fail_below`` times A. A metric that
+    one of the results lacks is an error: a gate must not pass for want of a figure."""
+    out = []
+    for row in rows:
+        level = f"c={row['level']}" if row["mode"] == "concurrency" else f"{row['level']:g} req/s"
+        for metric in metrics:
+            ratio = row["ratios"].get(metric)
+            if ratio is None:
+                raise InvalidRequest(f"cannot gate on {metric} at {level}: one of the results has no such figure")
+            performance = relative_performance(metric, ratio)
+            if performance < fail_below:
+                out.append({"metric": metric, "level": level, "endpoint": row["endpoint_b"],
+                            "ratio": ratio, "performance": performance})
+    return out
+
+
+def regression_message(found: list[dict[str, Any]], fail_below: float) -> str:
+    labels = {key: label for label, key, _, _ in COLUMNS}
+    parts = [f"{labels[r['metric']]} at {r['level']} is {r['ratio']:.2f}x the baseline "
+             f"({r['performance']:.2f} of its performance)" for r in found]
+    return f"performance regression below --fail-below {fail_below:g}: " + "; ".join(parts)

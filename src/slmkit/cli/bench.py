@@ -19,12 +19,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from slmkit.bench.protocols import Endpoint, SendOptions
 from slmkit.bench.records import RequestRecord
 from slmkit.bench.report import (
+    COLUMNS,
     build_document,
     compare_markdown,
     compare_rows,
     load_document,
     markdown_table,
     now_iso,
+    regression_message,
+    regressions,
     write_atomic,
 )
 from slmkit.bench.runner import BenchConfig, BenchRunner, Level
@@ -256,11 +259,26 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
 @click.argument("a", type=click.Path(path_type=Path))
 @click.argument("b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the ratios as JSON.")
+@click.option("--fail-below", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Regression gate: exit 1 when B performs worse than this fraction of A (e.g. 0.7).")
+@click.option("--metric", "metrics", type=click.Choice([key for _, key, _, _ in COLUMNS]), multiple=True,
+              help="Figure the gate checks; repeatable [output_tokens_per_s].")
 @handle_errors
-def compare(a: Path, b: Path, as_json: bool) -> None:
-    """Ratios B/A of every figure of two `slm bench` results, matched by sweep level."""
+def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: tuple[str, ...]) -> None:
+    """Ratios B/A of every figure of two `slm bench` results, matched by sweep level.
+
+    With --fail-below R it is a regression gate for CI (A the baseline, B the new run): it exits
+    1 when, at any level, a checked figure of B is worse than R times A's (throughput below R
+    times, or a latency above 1/R times)."""
+    if metrics and fail_below is None:
+        raise InvalidRequest("--metric goes with --fail-below")
     rows = compare_rows(load_document(a), load_document(b))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
         console.print(compare_markdown(rows), highlight=False, soft_wrap=True)
+    if fail_below is not None:
+        found = regressions(rows, fail_below, list(metrics) or ["output_tokens_per_s"])
+        if found:
+            fail(regression_message(found, fail_below))
+        err_console.print(f"no regression below {fail_below:g} of the baseline")

@@ -15,6 +15,7 @@ import click
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console, fail, handle_errors
 from slmkit.errors import InvalidRequest
+from slmkit.eval.gates import check_gate_inputs, evaluate_gates, failure_message
 from slmkit.eval.perplexity import LogitSource, drift, perplexity, read_text
 from slmkit.eval.report import SCHEMA, markdown_tables, write_eval_plot
 from slmkit.eval.tasks import CaseResult, TaskCase, builtin_suite, load_suite, pass_rates, run_suite
@@ -41,11 +42,20 @@ from slmkit.store.resolve import ResolvedModel, resolve_model
 @click.option("--name", default="eval", show_default=True, help="File name prefix in --output-dir.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of the tables.")
+@click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=None,
+              help="Quality gate: exit 1 when a model passes less than this fraction of the task cases.")
+@click.option("--max-perplexity", type=click.FloatRange(min=1), default=None,
+              help="Quality gate: exit 1 when a model's perplexity is above this.")
 @handle_errors
 def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride: int | None, max_tokens: int | None,
                  suite: Path | None, no_tasks: bool, no_perplexity: bool, threads: int | None, parallel: int,
-                 output_dir: Path | None, name: str, no_plots: bool, as_json: bool) -> None:
-    """Evaluate MODELS; with several, the first is the reference the others drift from."""
+                 output_dir: Path | None, name: str, no_plots: bool, as_json: bool, min_pass_rate: float | None,
+                 max_perplexity: float | None) -> None:
+    """Evaluate MODELS; with several, the first is the reference the others drift from.
+
+    With --min-pass-rate or --max-perplexity it is a quality gate: the results are shown and
+    written as usual, then the command exits 1 with one line naming each bound a model broke."""
+    check_gate_inputs(min_pass_rate, max_perplexity, has_tasks=not no_tasks, has_perplexity=not no_perplexity)
     resolved = [resolve_model(m) for m in models]
     stride = stride or max(1, window // 2)
     if stride > window:
@@ -72,9 +82,14 @@ def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride
     except KeyboardInterrupt:
         doc["partial"], doc["partial_reason"] = True, "interrupted"
     doc["finished_at"] = now_iso()
+    if not doc["partial"] and (min_pass_rate is not None or max_perplexity is not None):
+        doc["gates"] = evaluate_gates(doc, min_pass_rate, max_perplexity)
     _emit(doc, output_dir, name, no_plots, as_json)
     if doc["partial"]:
         fail("interrupted; partial results " + (f"written to {output_dir}" if output_dir else "shown above"), 130)
+    message = failure_message(doc.get("gates", []))
+    if message:
+        fail(message)
 
 
 class CtrlC:

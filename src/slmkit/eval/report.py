@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from slmkit.eval.gates import gates_table
+
 SCHEMA = "slmkit.eval/1"
 
 
@@ -33,6 +35,8 @@ def markdown_tables(doc: dict[str, Any]) -> str:
                 rate = (m.get("tasks") or {}).get("pass_rates", {}).get(task)
                 cells.append(f"{rate['passed']}/{rate['total']} ({rate['rate']:.0%})" if rate else "-")
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if doc.get("gates"):
+        lines += ["", gates_table(doc["gates"])]
     if doc.get("partial"):
         lines += ["", f"**Partial results**: {doc['partial_reason']}"]
     return "\n".join(lines)
