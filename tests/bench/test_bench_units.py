@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,12 @@ def test_ollama_final_line_and_openai_usage() -> None:
     sse = RequestRecord(index=2, start_s=0)
     assert _openai_event('data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}', sse, 1)
     assert not _openai_event("data: [DONE]", sse, 1) and sse.output_tokens == 3
+
+
+def test_reports_are_readable_by_others(tmp_path: Path) -> None:
+    """Reports go through a temporary file (mkstemp makes 0600) but end up 0644."""
+    from slmkit.bench.report import write_atomic
+
+    target = tmp_path / "r.json"
+    write_atomic(target, "{}")
+    assert target.stat().st_mode & 0o777 == 0o644 and target.read_text() == "{}"

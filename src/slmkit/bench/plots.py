@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from slmkit.bench.report import REPORT_MODE
 from slmkit.errors import InvalidRequest
 
 
@@ -25,6 +26,7 @@ def save_figure(fig: Any, path: Path) -> Path:
     """Save under a temporary name beside ``path``, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.fchmod(fd, REPORT_MODE)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")

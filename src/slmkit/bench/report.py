@@ -48,11 +48,15 @@ def build_document(*, kind: str, config: dict[str, Any], endpoints: list[dict[st
     }
 
 
+REPORT_MODE = 0o644
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name beside ``path``, then rename, so no half file has the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, REPORT_MODE)  # mkstemp makes 0600; reports are for others to read too
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, path)
