@@ -113,16 +113,16 @@ def input_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 def parse_line(number: int, raw: bytes, field: str, id_field: str) -> Job:
     try:
-        item = json.loads(raw.decode("utf-8"))
+        item = json.loads(raw.decode("utf-8").strip())
     except UnicodeDecodeError as exc:
-        raise LineError("input", f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise LineError("input", f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:
-        raise LineError("input", f"line {number}: not JSON ({exc})") from None
+        raise LineError("input", f"not JSON ({exc})") from None
     if not isinstance(item, dict):
-        raise LineError("input", f"line {number}: not a JSON object")
+        raise LineError("input", "not a JSON object")
     text = item.get(field)
     if not isinstance(text, str) or not text.strip():
-        raise LineError("input", f"line {number}: no text in field '{field}'")
+        raise LineError("input", f"no text in field '{field}'")
     return Job(line=number, id=item.get(id_field), text=text)
 
 
@@ -185,7 +185,8 @@ class Run:
         if isinstance(outcome, LineError):
             self.writer.write({"line": job_line, "id": job_id,
                                "error": {"kind": outcome.kind, "message": str(outcome)}})
-            self.console.print(f"line {job_line}: {outcome.kind} error: {outcome}", markup=False, highlight=False)
+            self.console.print(f"line {job_line}: {outcome.kind} error: {outcome}", markup=False, highlight=False,
+                               soft_wrap=True)
         else:
             self.writer.write({"line": job_line, "id": job_id, "data": outcome})
         self.progress.advance(self.bar)

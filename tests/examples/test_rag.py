@@ -74,8 +74,9 @@ def test_readme_questions_retrieve_their_doc_and_cite_retrieved_sources(
 def test_reingest_embeds_only_changed_files_and_drops_removed_ones(server: ServerProcess, tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
-    for name in ("operations.md", "models.md", "eval.md"):
-        shutil.copy(ROOT / "docs" / name, notes / name)
+    shutil.copy(ROOT / "docs" / "operations.md", notes / "operations.md")
+    (notes / "store.md").write_text("# The store\n\nModels live in the store under `$SLM_HOME/models`.\n")
+    (notes / "old.md").write_text("# Old notes\n\nThe project was once called llmbox.\n")
     ingest = ["python", PROGRAM, "ingest", str(notes), "--json"]
     env = {"RAG_DB": str(tmp_path / "notes.db")}
 
@@ -89,9 +90,9 @@ def test_reingest_embeds_only_changed_files_and_drops_removed_ones(server: Serve
     again = report()
     assert (again["new"], again["changed"], again["unchanged"], again["chunks_embedded"]) == (0, 0, 3, 0)
     assert again["chunks_total"] == first["chunks_total"]
-    with (notes / "models.md").open("a", encoding="utf-8") as doc:
+    with (notes / "store.md").open("a", encoding="utf-8") as doc:
         doc.write("\n## Zebra migration\n\nThe zebra migration of the model store runs every Tuesday at noon.\n")
-    (notes / "eval.md").unlink()
+    (notes / "old.md").unlink()
     third = report()
     assert (third["changed"], third["unchanged"], third["removed"]) == (1, 1, 1)
     assert 0 < third["chunks_embedded"] < first["chunks_total"]
@@ -100,8 +101,8 @@ def test_reingest_embeds_only_changed_files_and_drops_removed_ones(server: Serve
                         "--max-tokens", "200"], ROOT, server.base_url, **env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["sources"][0]["ref"] == "notes/models.md#zebra-migration"
-    assert all(source["source"] != "notes/eval.md" for source in result["sources"])
+    assert result["sources"][0]["ref"] == "notes/store.md#zebra-migration"
+    assert all(source["source"] != "notes/old.md" for source in result["sources"])
     assert result["citations"] and set(result["citations"]) <= {1, 2}
 
 
