@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extract.py: interrupted by {exc}; finished lines are in {args.output}, "
               "run the same command again to resume", file=sys.stderr)
         return 128 + exc.signum
+    except KeyboardInterrupt:  # before the run's own handler was in place
+        print("extract.py: interrupted before any line was written", file=sys.stderr)
+        return 130
     print(json.dumps(summary) if args.json else summary_line(summary))
     return 0
 
