@@ -98,7 +98,7 @@ def test_readme_run_interrupted_then_resumed(server: ServerProcess, tmp_path: Pa
 
 def test_kill_leaves_whole_lines_and_a_torn_line_is_dropped(server: ServerProcess, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:3]))
+    source.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:2]))
     out = tmp_path / "out.jsonl"
     argv = ["python", PROGRAM, str(source), str(out), "--schema", "examples/batch/schema.json", "--concurrency", "1"]
     proc = subprocess.Popen(example_argv(argv), cwd=ROOT, env=example_env(server.base_url), text=True,
@@ -109,15 +109,15 @@ def test_kill_leaves_whole_lines_and_a_torn_line_is_dropped(server: ServerProces
     done = {r["line"] for r in results(out)}
     # A kill in the middle of a write cannot be timed from outside: append what it would leave.
     with out.open("ab") as torn:
-        torn.write(b'{"line": 3, "id": "t-0')
+        torn.write(b'{"line": 2, "id": "t-0')
     before = requests_served(server)
     resumed = run_example([*argv, "--json"], ROOT, server.base_url)
     assert resumed.returncode == 0, resumed.stderr
     assert "dropped a torn last line" in resumed.stderr
-    assert requests_served(server) - before == 3 - len(done)
+    assert requests_served(server) - before == 2 - len(done)
     summary = json.loads(resumed.stdout)
     assert summary["torn_line_dropped"] is True and summary["done_before"] == len(done)
-    assert sorted(r["line"] for r in results(out)) == [1, 2, 3]
+    assert sorted(r["line"] for r in results(out)) == [1, 2]
 
 
 def test_request_errors_are_retried_and_limit_stops_early(server: ServerProcess, tmp_path: Path) -> None:
