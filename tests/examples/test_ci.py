@@ -14,7 +14,7 @@ import pytest
 
 from slmkit.bench.report import load_document
 from slmkit.eval.tasks import load_suite
-from tests.examples.readme import ROOT, readme_commands
+from tests.examples.readme import ROOT, readme_lines
 from tests.examples.workflow import StepResult, load_job, report, run_steps, step_name
 from tests.helpers import free_port
 
@@ -57,7 +57,7 @@ def _user_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "slmkit").symlink_to(ROOT)
-    for command in readme_commands("ci"):
+    for command in readme_lines("ci"):
         done = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=repo, capture_output=True, text=True)
         assert done.returncode == 0, (command, done.stderr)
     return repo

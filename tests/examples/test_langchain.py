@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.examples.readme import ROOT, readme_commands, with_url
+from tests.examples.readme import ROOT, readme_lines, with_url
 from tests.helpers import ServerProcess, free_port
 
 SCRIPT = "examples/langchain/langchain_slmkit.py"
@@ -24,7 +24,7 @@ WEATHER_ARGS = {"type": "object", "properties": {"city": {"type": "string", "min
 @pytest.fixture(scope="module")
 def run(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     """The README's command, against the test's server, writing the report to a temporary folder."""
-    (command,) = [c for c in readme_commands("langchain") if c.startswith(f"python {SCRIPT}")]
+    (command,) = [c for c in readme_lines("langchain") if c.startswith(f"python {SCRIPT}")]
     argv = shlex.split(with_url(command, server.url))
     assert argv[-2:] == ["--report", "report.json"], command
     argv[-1] = str(tmp_path_factory.mktemp("langchain") / "report.json")

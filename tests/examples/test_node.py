@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.examples.readme import ROOT, readme_commands, with_url
+from tests.examples.readme import ROOT, readme_lines, with_url
 from tests.helpers import ServerProcess
 
 NODE_DIR = ROOT / "examples" / "node"
@@ -26,7 +26,7 @@ def commands() -> dict[str, str]:
         pytest.fail("node is not installed: the Node example needs Node.js 20+")
     if not (NODE_DIR / "node_modules" / "openai").is_dir():
         pytest.fail("examples/node has no node_modules: run `make node-deps` (npm ci there)")
-    lines = readme_commands("node")
+    lines = readme_lines("node")
     assert lines[0] == "npm ci"  # done by `make node-deps`
     return {"main": next(c for c in lines if "node main.js" in c), "test": next(c for c in lines if "--test" in c)}
 

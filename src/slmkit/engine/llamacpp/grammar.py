@@ -39,11 +39,18 @@ def check_schema(schema: Any, param: str) -> dict[str, Any]:
     return schema
 
 
+# llama-cpp-python's converter lets a string hold raw control characters (a line break, a tab),
+# which JSON forbids: its ``char`` rule is ``[^"\\]``. llama.cpp's own converter excludes them.
+LOOSE_CHAR = r'char ::= [^"\\] |'
+JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
 def json_schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
-    """GBNF for documents that match ``schema``; 400 naming ``param`` if it cannot be built."""
+    """GBNF for documents that match ``schema``; 400 naming ``param`` if it cannot be built.
+    Strings hold no raw control characters, so the output always parses as JSON."""
     check_schema(schema, param)
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        return str(json_schema_to_gbnf(json.dumps(schema))).replace(LOOSE_CHAR, JSON_CHAR)
     except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError) as exc:
         raise InvalidRequest(f"{param}: this JSON schema cannot be turned into a grammar: {exc}",
                              param=param) from exc
