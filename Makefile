@@ -64,6 +64,7 @@ test: install-test system-deps node-deps
 lint: install-test
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples/rag examples/batch
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
