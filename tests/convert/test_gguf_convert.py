@@ -254,8 +254,10 @@ def test_hub_repo_converts_without_fetching_other_weights(tmp_path: Path) -> Non
     finally:
         hub.close()
     store = Store(tmp_path / "home")
-    converted = _fields(store.model_path(store.get("all-minilm-l6-v2:q8_0")))
+    path = store.model_path(store.get("all-minilm-l6-v2:q8_0"))
+    converted = _fields(path)
     assert converted["general.architecture"] == "bert" and converted["general.file_type"] == 7
+    _embed_and_compare(path, 0.995)  # q8_0 vectors stay close (measured: cosine > 0.998)
     assert not list((tmp_path / "home" / "tmp").glob("convert-*"))
 
 
