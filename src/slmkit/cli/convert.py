@@ -1,49 +1,104 @@
-"""`slm convert`: a model in another format (ONNX for onnxruntime-genai), registered in the store."""
+"""`slm convert`: a model in another format, registered in the store.
+
+    --to onnx   a store GGUF / embedded model / Hugging Face folder -> ONNX Runtime GenAI
+                (onnxruntime-genai's builder, or Olive with --optimizer olive)
+    --to gguf   a Hugging Face folder or hf.co/OWNER/REPO (llama-family LM or BERT embedder) -> GGUF
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from slmkit.catalog.estimate import human
 from slmkit.cli.common import console, err_console, handle_errors
+from slmkit.convert.gguf_tensors import OUTTYPES
+from slmkit.convert.olive import EXECUTION_PROVIDERS, OPTIMIZERS
 from slmkit.convert.onnx import ALGOS, PRECISIONS
+from slmkit.errors import InvalidRequest
+
+HELP = """Convert SOURCE to another format and register the result in the store.
+
+\b
+--to onnx: SOURCE is a store GGUF, an embedded model or a Hugging Face folder; the result
+  serves on onnxruntime-genai (--precision, --algo; --optimizer olive for Olive's workflow
+  and --execution-provider for DirectML / QNN / OpenVINO targets).
+--to gguf: SOURCE is a Hugging Face folder or hf.co/OWNER/REPO of a llama-family causal LM
+  (Llama, Mistral, Qwen2, SmolLM) or a BERT embedder; the result serves on llama.cpp
+  (--outtype f32|f16|q8_0; quantize further with `slm quantize`).
+"""
 
 
-@click.command()
+@click.command(help=HELP)
 @click.argument("source")
-@click.option("--to", "target", required=True, type=click.Choice(["onnx"]), help="Target format.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="int4", show_default=True,
-              help="Weight precision of the ONNX model.")
-@click.option("--algo", type=click.Choice(ALGOS), default="default", show_default=True,
-              help="Weight quantization algorithm (k_quant: mixed int4/int8, a little slower to build).")
-@click.option("--name", default=None, help="Store name of the result [SOURCE:onnx-PRECISION].")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the conversion.")
+@click.option("--to", "target", required=True, type=click.Choice(["onnx", "gguf"]), help="Target format.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="ONNX: weight precision [int4].")
+@click.option("--algo", type=click.Choice(ALGOS), default=None,
+              help="ONNX: quantization algorithm (k_quant: mixed int4/int8, a little slower to build) [default].")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="ONNX: onnxruntime-genai's builder, or Olive's ModelBuilder workflow (needs olive-ai) [builder].")
+@click.option("--execution-provider", "provider", type=click.Choice(EXECUTION_PROVIDERS), default=None,
+              help="ONNX with --optimizer olive: the target runtime; only cpu is tested [cpu].")
+@click.option("--outtype", type=click.Choice(OUTTYPES), default=None,
+              help="GGUF: tensor type of the matrices (vectors stay f32) [f16].")
+@click.option("--name", default=None, help="Store name of the result [SOURCE:onnx-PRECISION or SOURCE:OUTTYPE].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX: CPU threads for the conversion.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def convert(source: str, target: str, precision: str, algo: str, name: str | None, threads: int | None,
-            as_json: bool) -> None:
-    """Convert SOURCE (a store GGUF, embedded model or Hugging Face folder) to another format."""
-    from slmkit.convert.onnx import convert_to_onnx
+def convert(source: str, target: str, precision: str | None, algo: str | None, optimizer: str | None,
+            provider: str | None, outtype: str | None, name: str | None, threads: int | None, as_json: bool) -> None:
     from slmkit.settings import load_settings
     from slmkit.store.store import Store
 
+    _check_flags(target, precision=precision, algo=algo, optimizer=optimizer, provider=provider, outtype=outtype,
+                 threads=threads)
     store = Store(load_settings().store.home)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task("converting", total=None)
-        report = convert_to_onnx(store, source, precision, algo=algo, name=name, threads=threads,
-                                 step=lambda message: progress.update(task, description=message))
+
+        def step(message: str) -> None:
+            progress.update(task, description=message)
+
+        if target == "gguf":
+            from slmkit.convert.to_gguf import convert_to_gguf
+
+            report: Any = convert_to_gguf(store, source, outtype or "f16", name=name, step=step)
+        else:
+            from slmkit.convert.onnx import convert_to_onnx
+
+            report = convert_to_onnx(store, source, precision or "int4", algo=algo or "default", name=name,
+                                     threads=threads, optimizer=optimizer or "builder",
+                                     provider=provider or "cpu", step=step)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
         return
-    bits = f", {report.source_bits} bits per weight" if report.source_bits else ""
-    console.print(f"[bold]{report.name}[/] from {report.source} ({report.source_format}{bits} -> onnx {precision}"
-                  f"{'' if algo == 'default' else ', ' + algo})")
+    if target == "gguf":
+        console.print(f"[bold]{report.name}[/] from {report.source} ({report.architecture} -> gguf "
+                      f"{report.gguf_architecture} {report.outtype}, {report.tensors} tensors)")
+    else:
+        bits = f", {report.source_bits} bits per weight" if report.source_bits else ""
+        how = "" if report.algo == "default" else f", {report.algo}"
+        how += "" if report.optimizer == "builder" else f", olive for {report.provider}"
+        console.print(f"[bold]{report.name}[/] from {report.source} ({report.source_format}{bits} -> onnx "
+                      f"{report.precision}{how})")
     console.print(f"  size  {human(report.size)}")
     console.print(f"  time  {report.seconds:.1f} s")
     console.print(f"  serve it with  slm serve --model {report.name}")
+
+
+def _check_flags(target: str, **given: Any) -> None:
+    """Options of the other target are refused, not silently ignored."""
+    onnx_only = ("precision", "algo", "optimizer", "provider", "threads")
+    wrong = [k for k, v in given.items() if v is not None and (k in onnx_only) == (target == "gguf")]
+    if wrong:
+        flags = ", ".join("--" + {"provider": "execution-provider"}.get(k, k) for k in wrong)
+        raise InvalidRequest(f"{flags} do{'es' if len(wrong) == 1 else ''} not apply to --to {target}")
+    if given["provider"] not in (None, "cpu") and given["optimizer"] != "olive":
+        raise InvalidRequest("--execution-provider other than cpu needs --optimizer olive")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from slmkit.convert.gguf_tensors import add_tensor, file_type, folder_tensors, read_safetensors
 from slmkit.errors import ConversionError
+
+__all__ = ["BertConfig", "convert_sentence_transformer", "read_safetensors", "wordpiece_vocab", "write_bert_gguf"]
 
 # llama.cpp pooling types written to ``bert.pooling_type``
 POOLING_MEAN = 1
 POOLING_CLS = 2
 WORD_PREFIX = "\u2581"
 MAX_TOKENS_KEY = "slmkit.embedding.max_tokens"
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32, "BF16": None}
 # kept in F32 even in an F16 file: ggml aborts on F16 token-type / position embeddings
 _F32_ONLY = ("token_types", "position_embd", "token_embd_norm")
 
@@ -73,32 +74,6 @@ def _read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
     return data
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of a .safetensors file as (memory-mapped) numpy arrays."""
-    try:
-        with path.open("rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, struct.error) as exc:
-        raise ConversionError(f"cannot read {path}: {exc}") from exc
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
-    tensors: dict[str, np.ndarray] = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _SAFETENSORS_DTYPES.get(meta["dtype"])
-        start, end = meta["data_offsets"]
-        raw = data[start:end]
-        if dtype is None and meta["dtype"] == "BF16":
-            array = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif dtype is None:
-            raise ConversionError(f"tensor {name} has unsupported dtype {meta['dtype']}")
-        else:
-            array = raw.view(dtype)
-        tensors[name] = array.reshape(meta["shape"])
-    return tensors
-
-
 def wordpiece_vocab(folder: Path) -> tuple[list[str], list[int]]:
     """Tokens rewritten for llama.cpp's WordPiece tokenizer, and their token types."""
     import gguf
@@ -121,26 +96,12 @@ def wordpiece_vocab(folder: Path) -> tuple[list[str], list[int]]:
 
 def convert_sentence_transformer(folder: Path, dest: Path, *, name: str, f16: bool = True) -> Path:
     """Write ``dest`` (atomically: a temp file renamed into place) from a model folder."""
-    import gguf
-
-    config = BertConfig.load(folder)
-    tensors = read_safetensors(folder / "model.safetensors")
-    tokens, types = wordpiece_vocab(folder)
-    if len(tokens) != config.vocab_size:
-        raise ConversionError(f"vocab.txt has {len(tokens)} tokens, config says {config.vocab_size}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        writer = gguf.GGUFWriter(str(tmp), "bert")
-        _write_metadata(writer, config, name, tokens, types)
-        gguf.SpecialVocab(folder, load_merges=False, n_vocab=len(tokens)).add_to_gguf(writer)
-        _write_tensors(writer, tensors, config, f16)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        write_bert_gguf(folder, tmp, name=name, outtype="f16" if f16 else "f32")
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -148,11 +109,35 @@ def convert_sentence_transformer(folder: Path, dest: Path, *, name: str, f16: bo
     return dest
 
 
-def _write_metadata(writer: Any, config: BertConfig, name: str, tokens: list[str], types: list[int]) -> None:
+def write_bert_gguf(folder: Path, out: Path, *, name: str, outtype: str = "f16") -> int:
+    """Write ``out`` (the caller's temporary name) from a BERT folder; returns the tensor count."""
+    import gguf
+
+    config = BertConfig.load(folder)
+    if not (folder / "vocab.txt").is_file():
+        raise ConversionError(f"{folder} has no vocab.txt (a WordPiece vocabulary)")
+    tokens, types = wordpiece_vocab(folder)
+    if len(tokens) != config.vocab_size:
+        raise ConversionError(f"vocab.txt has {len(tokens)} tokens, config says {config.vocab_size}")
+    writer = gguf.GGUFWriter(str(out), "bert")
+    try:
+        _write_metadata(writer, config, name, tokens, types, outtype)
+        gguf.SpecialVocab(folder, load_merges=False, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+        count = _write_tensors(writer, folder, config, outtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return count
+
+
+def _write_metadata(writer: Any, config: BertConfig, name: str, tokens: list[str], types: list[int],
+                    outtype: str) -> None:
     import gguf
 
     writer.add_name(name)
-    writer.add_file_type(1)  # mostly F16
+    writer.add_file_type(file_type(outtype))
     writer.add_context_length(config.max_positions)
     writer.add_embedding_length(config.hidden)
     writer.add_feed_forward_length(config.ffn)
@@ -168,16 +153,18 @@ def _write_metadata(writer: Any, config: BertConfig, name: str, tokens: list[str
     writer.add_token_type_count(config.type_vocab)
 
 
-def _write_tensors(writer: Any, tensors: dict[str, np.ndarray], config: BertConfig, f16: bool) -> None:
+def _write_tensors(writer: Any, folder: Path, config: BertConfig, outtype: str) -> int:
     import gguf
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, config.layers)
-    for hf_name, array in tensors.items():
+    count = 0
+    for hf_name, array in folder_tensors(folder):
         if hf_name.endswith("position_ids") or hf_name.startswith(("pooler.", "bert.pooler.")):
             continue
         new_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if new_name is None:
             raise ConversionError(f"cannot map tensor {hf_name} to a GGUF name")
-        data = np.asarray(array, dtype=np.float32)
-        keep_f32 = data.ndim < 2 or any(part in new_name for part in _F32_ONLY)
-        writer.add_tensor(new_name, data if keep_f32 or not f16 else data.astype(np.float16))
+        keep_f32 = any(part in new_name for part in _F32_ONLY)
+        add_tensor(writer, new_name, np.asarray(array, dtype=np.float32), outtype, keep_f32=keep_f32)
+        count += 1
+    return count

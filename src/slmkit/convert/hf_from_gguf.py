@@ -22,6 +22,28 @@ def gguf_to_hf(gguf: Path, out: Path) -> None:
         quantizer.remove_quantization_config(model)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    _restore_digit_splitting(gguf, out / "tokenizer.json")
+
+
+# llama.cpp pre-tokenizers that split every digit apart before the GPT-2 regex; transformers
+# rebuilds these GGUF tokenizers with the plain GPT-2 pre-tokenizer, which keeps runs of digits
+# together and so tokenizes numbers differently from the model's own tokenizer.
+_DIGITS_THEN_GPT2 = ("smollm", "starcoder", "refact", "codeshell")
+
+
+def _restore_digit_splitting(gguf: Path, tokenizer_json: Path) -> None:
+    import json
+
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf).fields.get("tokenizer.ggml.pre")
+    if field is None or field.contents() not in _DIGITS_THEN_GPT2 or not tokenizer_json.is_file():
+        return
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                                                    byte_level]}
+    tokenizer_json.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmkit.convert import olive
 from slmkit.errors import ConversionError, InvalidRequest
 from slmkit.store.names import parse_ref
 from slmkit.store.resolve import resolve_model
@@ -53,6 +54,8 @@ class ConvertReport:
     digest: str
     path: str
     warnings: list[str] = field(default_factory=list)
+    optimizer: str = "builder"
+    provider: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +70,20 @@ class _Source:
 
 
 def convert_to_onnx(store: Store, source: str, precision: str, *, algo: str = "default", name: str | None = None,
-                    threads: int | None = None, step: Step | None = None) -> ConvertReport:
+                    threads: int | None = None, optimizer: str = "builder", provider: str = "cpu",
+                    step: Step | None = None) -> ConvertReport:
     """Convert ``source`` and register it; nothing is registered when any step fails."""
-    _check_options(precision, algo)
+    _check_options(precision, algo, optimizer, provider)
     src = _source(store, source)
     _require_extra()
-    ref = parse_ref(name or f"{src.name.partition(':')[0]}:onnx-{precision}{'-kq' if algo == 'k_quant' else ''}")
+    if optimizer == "olive":
+        olive.require_olive()
+    suffix = ("-kq" if algo == "k_quant" else "") + ("" if optimizer == "builder" else f"-olive-{provider}")
+    ref = parse_ref(name or f"{src.name.partition(':')[0]}:onnx-{precision}{suffix}")
     warnings = _warnings(src, precision)
+    if provider != "cpu":
+        warnings.append(f"built for the {provider} execution provider, which slmkit has not tested and this "
+                        "machine does not check: the result is registered without a load test")
     started = time.perf_counter()
     work = store.temp_dir("convert-")
     try:
@@ -84,12 +94,11 @@ def convert_to_onnx(store: Store, source: str, precision: str, *, algo: str = "d
             _child([sys.executable, "-m", "slmkit.convert.hf_from_gguf", str(src.path), str(hf)], threads,
                    "reading the GGUF with transformers")
         _check_architecture(hf)
-        out = work / "onnx"
-        _say(step, f"building the {precision} ONNX model")
-        _child(_builder_command(hf, out, work / "cache", precision, algo), threads, "the onnxruntime-genai builder")
+        out = _build(hf, work, precision, algo, optimizer, provider, threads, step)
         _finish_folder(hf, out)
-        _say(step, "checking that onnxruntime-genai loads it")
-        _check_loads(out)
+        if provider == "cpu":
+            _say(step, "checking that onnxruntime-genai loads it")
+            _check_loads(out)
         digest, size = store.add_folder(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -97,14 +106,29 @@ def convert_to_onnx(store: Store, source: str, precision: str, *, algo: str = "d
     store.write_manifest(Manifest(name=ref.name, tag=ref.tag, digest=digest, size=size, format="onnx",
                                   file_name=f"{ref.name}-onnx-{precision}",
                                   source={"kind": "convert", "from": src.name, "to": "onnx",
-                                          "precision": precision, "algo": algo, "source_bits": src.bits}))
+                                          "precision": precision, "algo": algo, "source_bits": src.bits,
+                                          "optimizer": optimizer, "execution_provider": provider}))
     return ConvertReport(source=src.name, name=str(ref), precision=precision,
                          algo=algo, source_format=src.kind, source_bits=src.bits, size=size,
                          seconds=round(seconds, 2), digest=digest, path=str(store.blob_path(digest)),
                          warnings=warnings)
 
 
-def _check_options(precision: str, algo: str) -> None:
+def _build(hf: Path, work: Path, precision: str, algo: str, optimizer: str, provider: str, threads: int | None,
+           step: Step | None) -> Path:
+    """Run the builder (or Olive's workflow around it); the folder holding the ONNX model."""
+    if optimizer == "olive":
+        _say(step, f"running Olive's ModelBuilder workflow ({precision}, {provider})")
+        config, out = olive.write_config(work, hf, precision, provider)
+        _child(olive.olive_command(config), threads, "Olive", env=olive.olive_env(work))
+        return olive.find_model_folder(out)
+    out = work / "onnx"
+    _say(step, f"building the {precision} ONNX model")
+    _child(_builder_command(hf, out, work / "cache", precision, algo), threads, "the onnxruntime-genai builder")
+    return out
+
+
+def _check_options(precision: str, algo: str, optimizer: str = "builder", provider: str = "cpu") -> None:
     if precision not in PRECISIONS:
         raise InvalidRequest(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}",
                              param="precision")
@@ -112,6 +136,16 @@ def _check_options(precision: str, algo: str) -> None:
         raise InvalidRequest(f"unknown algorithm '{algo}'; choose one of {', '.join(ALGOS)}", param="algo")
     if algo != "default" and precision == "fp32":
         raise InvalidRequest("--algo applies to int4 and int8 only", param="algo")
+    if optimizer not in olive.OPTIMIZERS:
+        raise InvalidRequest(f"unknown optimizer '{optimizer}'; choose one of {', '.join(olive.OPTIMIZERS)}",
+                             param="optimizer")
+    if provider not in olive.EXECUTION_PROVIDERS:
+        raise InvalidRequest(f"unknown execution provider '{provider}'; choose one of "
+                             f"{', '.join(olive.EXECUTION_PROVIDERS)}", param="execution_provider")
+    if provider != "cpu" and optimizer != "olive":
+        raise InvalidRequest("an execution provider other than cpu needs --optimizer olive", param="execution_provider")
+    if optimizer == "olive" and algo != "default":
+        raise InvalidRequest("--algo applies to the builder only; Olive picks its own", param="algo")
 
 
 def _source(store: Store, spec: str) -> _Source:
@@ -184,13 +218,13 @@ def _builder_command(hf: Path, out: Path, cache: Path, precision: str, algo: str
             "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *extra]
 
 
-def _child(command: list[str], threads: int | None, what: str) -> None:
+def _child(command: list[str], threads: int | None, what: str, env: dict[str, str] | None = None) -> None:
     """Run one conversion step; its output is shown only when it fails. An interruption
     (Ctrl-C) kills it and propagates."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **(env or {})}
     if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        child_env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = proc.communicate()
     except BaseException:

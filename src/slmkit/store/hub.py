@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import constants
@@ -191,3 +192,22 @@ def _fetch_range(hub: HubFile, part: Any, have: int, progress: Progress | None) 
             os.fsync(fh.fileno())
     if done < hub.size:
         raise _http.RemoteProtocolError(f"connection closed after {done} of {hub.size} bytes")
+
+
+def download_folder(repo: str, dest: Path, wanted: Callable[[str], bool], revision: str = "main") -> list[str]:
+    """Fetch the files of ``repo`` that ``wanted`` accepts into the folder ``dest`` (a model folder
+    for conversion, not the blob store); LFS files are checked against their sha256."""
+    chosen = [f for f in list_files(repo, revision) if wanted(f.path)]
+    if not chosen:
+        raise ModelNotFound(f"{repo} has no files to convert", param="model")
+    for item in chosen:
+        sha = item.lfs.sha256 if item.lfs is not None else None
+        hub = HubFile(repo, item.path, revision, int(item.size), sha)
+        if item.path.startswith("/") or ".." in item.path.split("/"):
+            raise HubError(f"{repo} lists an unsafe file name: {item.path!r}")
+        target = dest / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _transfer(hub, target, None)
+        if sha and sha256_file(target) != sha:
+            raise StoreError(f"checksum mismatch for {repo}/{item.path}", code="checksum_mismatch")
+    return [f.path for f in chosen]
