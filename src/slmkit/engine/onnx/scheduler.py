@@ -111,26 +111,32 @@ class OnnxScheduler:
         free = self._free()
         if not free or not self.queue.ready(len(free), self.batch_wait, block=not self.batches):
             return
-        jobs: list[Job] = []
-        while len(jobs) < len(free):
-            job = self.queue.pop(accept=lambda j: not jobs or not needs_own_batch(j.request.prompt, self.pad))
+        rows: list[Row] = []
+        for slot in free:
+            job = self.queue.pop(accept=lambda j: not rows or not needs_own_batch(j.request.prompt, self.pad))
             if job is None:
                 break
             if len(job.request.prompt) >= self.context_length:  # the service checks first; never pad past it
                 job.end(FinishReason.ERROR, f"the prompt does not fit the context of {self.context_length} tokens")
                 continue
-            jobs.append(job)
+            rows.append(self._reserve(slot, job))  # the slot counts as taken from now on (admission)
             if needs_own_batch(job.request.prompt, self.pad):
                 break
-        if jobs:
-            self._start(jobs, free)
+        if rows:
+            self._start(rows)
 
-    def _start(self, jobs: list[Job], free: list[Slot]) -> None:
+    def _reserve(self, slot: Slot, job: Job) -> Row:
+        row = Row(job=job, slot=slot.index, sampler=TokenSampler(job.request.sampling),
+                  stream=self.tokenizer.create_stream(), stops=StopMatcher(job.request.stop),
+                  prompt_tokens=len(job.request.prompt))
+        slot.row, slot.batch = row, self.batches_total + 1
+        return row
+
+    def _start(self, rows: list[Row]) -> None:
+        """Read the rows' prompts into one new generator (the prefill)."""
+        jobs = [row.job for row in rows if row.job is not None]
         prompts = [job.request.prompt for job in jobs]
-        budgets = [job.request.max_tokens or self.context_length - len(p) for job, p in zip(jobs, prompts, strict=True)]
-        rows = [Row(job=job, slot=slot.index, sampler=TokenSampler(job.request.sampling),
-                    stream=self.tokenizer.create_stream(), stops=StopMatcher(job.request.stop),
-                    prompt_tokens=len(job.request.prompt)) for job, slot in zip(jobs, free, strict=False)]
+        budgets = [job.request.max_tokens or self.context_length - len(job.request.prompt) for job in jobs]
         self.batches_total += 1
         try:
             batch = Batch(self.og, self.model, rows, prompts, batch_id=self.batches_total, pad=self.pad,
@@ -140,8 +146,6 @@ class OnnxScheduler:
             for row in rows:
                 self._finish(row, "", FinishReason.ERROR, error=f"prefill failed: {exc}")
             return
-        for row, slot in zip(rows, free, strict=False):
-            slot.row, slot.batch = row, batch.id
         self.batches.append(batch)
         self.batched_sequences_total += len(rows)
         self.largest_batch = max(self.largest_batch, len(rows))
