@@ -96,9 +96,9 @@ def engine_table(bench: dict[str, Any], quality: dict[str, Any] | None, models: 
 
 
 def _engine_label(model: str) -> str:
-    if ":onnx-" in model:
-        return f"ONNX Runtime GenAI {model.rsplit(':onnx-', 1)[1]} (`{model}`)"
-    return f"llama.cpp GGUF (`{model}`)"
+    if resolve_model(model).format == "onnx":
+        return f"ONNX Runtime GenAI (`{model}`)"
+    return f"llama.cpp (`{model}`)"
 
 
 def _f(value: Any, fmt: str) -> str:
@@ -135,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="store or embedded GGUF model name")
     parser.add_argument("--precisions", default="int4,int8", help="ONNX conversions to compare")
+    parser.add_argument("--onnx", default=None, help="store names of the ONNX models instead [MODEL:onnx-PRECISION]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx-size", type=int, default=1024, help="context per sequence")
     parser.add_argument("--slots", type=int, default=8)
@@ -150,8 +151,11 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    models = [args.model] + [ensure_onnx(args.model, p.strip(), args.threads)
-                             for p in args.precisions.split(",") if p.strip()]
+    if args.onnx:
+        models = [args.model] + [m.strip() for m in args.onnx.split(",") if m.strip()]
+    else:
+        models = [args.model] + [ensure_onnx(args.model, p.strip(), args.threads)
+                                 for p in args.precisions.split(",") if p.strip()]
     cmd = bench_command(args, models, args.out)
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
