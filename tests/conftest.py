@@ -97,6 +97,19 @@ def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if os.environ.get("SLM_TEST_ONNX_HOME"):
         (home / "reports.json").write_text(json.dumps(reports))
     return {"home": home, "reports": reports}
+ONNX_INT4 = f"{MODEL}:onnx-int4"
+
+
+@pytest.fixture(scope="session")
+def onnx_server(onnx_home: dict[str, Any]) -> Iterator[ServerProcess]:
+    """The ONNX engine with the main server's shape (8 slots of 1024 tokens): int8 as
+    `smollm2-135m-instruct`, so the conformance tests run unchanged, and int4 beside it."""
+    proc = ServerProcess("--model", MODEL, "--model", ONNX_INT4, "--parallel", "8", "--ctx-size", "1024",
+                         "--threads", "2", env={"SLM_HOME": str(onnx_home["home"])})
+    yield proc
+    proc.close()
+
+
 EMBED_MODEL = "all-minilm-l6-v2"
 
 

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.base import GenerationRequest, TokenEvent
+from slmkit.engine.admission import EventStream, Job
+from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
 from slmkit.engine.llamacpp.scheduler import Scheduler
-from slmkit.engine.llamacpp.slots import Job
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.settings import EngineSettings
-
-
-class EventStream:
-    """The events of one submitted request. Closing it early cancels the request."""
-
-    def __init__(self, job: Job, scheduler: Scheduler) -> None:
-        self._job = job
-        self._scheduler = scheduler
-
-    def __aiter__(self) -> AsyncIterator[TokenEvent]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[TokenEvent]:
-        try:
-            while True:
-                event = await self._job.events.get()
-                yield event
-                if event.finish_reason is not None:
-                    return
-        finally:
-            self.cancel()
-
-    def cancel(self) -> None:
-        if not self._job.done:
-            self._scheduler.cancel(self._job)
 
 
 class LlamaCppEngine:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 
+from slmkit.engine.admission import AdmissionQueue, Job
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
 from slmkit.engine.llamacpp.logprobs import token_logprob
 from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
-from slmkit.engine.llamacpp.slots import Job, Slot, common_prefix
-from slmkit.errors import Overloaded, ServiceUnavailable, SlmkitError
+from slmkit.engine.llamacpp.slots import Slot, common_prefix
+from slmkit.errors import SlmkitError
 
 log = logging.getLogger("slmkit.engine")
 
@@ -28,11 +28,8 @@ class Scheduler:
         self.ctx = ctx
         self.prefill_chunk = prefill_chunk
         self.slots = [Slot(seq=i) for i in range(slots)]
-        self.max_queue = max_queue
-        self.waiting: deque[Job] = deque()
+        self.queue = AdmissionQueue(max_queue=max_queue, free_slots=lambda: sum(not s.busy for s in self.slots))
         self.batch = Batch(ctx.n_batch)
-        self.cond = threading.Condition()
-        self.stopping = False
         self.reused_tokens_total = 0
         self.prompt_cache = PromptCache(prompt_cache_bytes)
         self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
@@ -40,25 +37,16 @@ class Scheduler:
 
     # -- called from the event loop -------------------------------------------------
     def submit(self, job: Job) -> None:
-        with self.cond:
-            if self.stopping:
-                raise ServiceUnavailable("the model is shutting down")
-            free = sum(not s.busy for s in self.slots)
-            if len(self.waiting) >= free + self.max_queue:
-                raise Overloaded(f"server busy: {self.max_queue} requests already waiting", retry_after=1)
-            self.waiting.append(job)
-            self.cond.notify()
+        self.queue.submit(job)
 
     def cancel(self, job: Job) -> None:
-        job.cancelled = True
-        with self.cond:
-            self.cond.notify()
+        self.queue.cancel(job)
 
     def stats(self) -> dict[str, float]:
         cells = len(self.slots) * self.ctx.n_ctx_seq
         return {
             "running": sum(s.busy for s in self.slots),
-            "waiting": len(self.waiting),
+            "waiting": self.queue.depth,
             "slots": len(self.slots),
             "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
             "prefix_cache_hit_tokens_total": self.reused_tokens_total,
@@ -70,9 +58,7 @@ class Scheduler:
                 for s in self.slots]
 
     def close(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
+        self.queue.stop()
         self.thread.join()
         self.batch.close()
 
@@ -91,21 +77,13 @@ class Scheduler:
             self._fail_all("the model was unloaded", reason=FinishReason.CANCELLED)
 
     def _wait_for_work(self) -> bool:
-        with self.cond:
-            while not self.stopping and not self.waiting and not any(s.busy for s in self.slots):
-                self.cond.wait()
-            return not self.stopping
+        return self.queue.wait_for_work(lambda: any(s.busy for s in self.slots))
 
     def _admit(self) -> None:
-        while True:
-            with self.cond:
-                free = [s for s in self.slots if not s.busy]
-                if not free or not self.waiting:
-                    return
-                job = self.waiting.popleft()
-            if job.cancelled:
-                job.send(_cancel_event(job))
-                continue
+        while free := [s for s in self.slots if not s.busy]:
+            job = self.queue.pop()
+            if job is None:
+                return
             self._place(job, free)
 
     def _place(self, job: Job, free: list[Slot]) -> None:
@@ -242,14 +220,7 @@ class Scheduler:
             if slot.job is not None:
                 slot.job.send(slot.event("", [], reason, error=message))
                 slot.release()
-        with self.cond:
-            waiting, self.waiting = list(self.waiting), deque()
-        for job in waiting:
-            job.send(_error_event(job, message) if reason is FinishReason.ERROR else _cancel_event(job))
-
-
-def _cancel_event(job: Job) -> TokenEvent:
-    return TokenEvent(finish_reason=FinishReason.CANCELLED, prompt_tokens=len(job.request.prompt))
+        self.queue.end_all(reason, message)
 
 
 def _error_event(job: Job, message: str) -> TokenEvent:

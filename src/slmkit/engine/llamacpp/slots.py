@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
-from slmkit.engine.base import FinishReason, GenerationRequest, TokenEvent
+from slmkit.engine.admission import Job
+from slmkit.engine.base import FinishReason, TokenEvent
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.stops import StopMatcher, Utf8Stream
-
-
-@dataclass(eq=False)
-class Job:
-    """A request travelling from the event loop to the scheduler thread and back."""
-
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[TokenEvent] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False
-    done: bool = False
-    enqueued_at: float = field(default_factory=time.perf_counter)
-
-    def send(self, event: TokenEvent) -> None:
-        """Hand an event to the job's event loop (called from the scheduler thread)."""
-        if event.finish_reason is not None:
-            self.done = True
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from slmkit.engine.admission import EventStream, Job
 from slmkit.engine.base import GenerationRequest
-from slmkit.engine.llamacpp.engine import EventStream
-from slmkit.engine.llamacpp.slots import Job
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.engine.onnx.runtime import genai, read_genai_config
 from slmkit.engine.onnx.sampling import check_supported
@@ -44,13 +43,16 @@ class OnnxEngine:
                                      eos_token=_token_text(tokenizer_cfg.get("eos_token")))
         eos = model_cfg.get("eos_token_id", [])
         self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
+        pad = model_cfg.get("pad_token_id")
+        pad = int(pad) if isinstance(pad, int) else min(self._eos, default=0)
         self.scheduler = OnnxScheduler(og, self.model, self.tokenizer, slots=settings.parallel,
                                        max_queue=settings.max_queue, context_length=self._context,
-                                       eos=self._eos, name=name)
+                                       eos=self._eos, pad=pad, batch_wait=settings.batch_wait_ms / 1000, name=name)
         self._info = {"architecture": model_cfg.get("type", "unknown"), "vocab_size": self._vocab,
                       "file": str(folder), "format": "onnx", "engine": "onnxruntime-genai",
                       "genai_version": getattr(og, "__version__", "unknown"),
-                      "context_length": self._context, "slots": settings.parallel}
+                      "context_length": self._context, "slots": settings.parallel,
+                      "batching": "static"}
 
     @property
     def context_length(self) -> int:
@@ -79,10 +81,10 @@ class OnnxEngine:
 
     def generate(self, request: GenerationRequest) -> EventStream:
         """Queue the request (InvalidRequest for unsupported parameters, Overloaded when full)."""
-        check_supported(request)
+        check_supported(request, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
-        return EventStream(job, self.scheduler)  # type: ignore[arg-type]
+        return EventStream(job, self.scheduler)
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

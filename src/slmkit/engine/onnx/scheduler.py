@@ -1,10 +1,17 @@
-"""Admission, queueing and decoding for the ONNX engine.
+"""Admission, static batching and decoding for the ONNX engine.
 
-One thread per model owns every generator. Admission and the wait queue follow the llama.cpp
-scheduler exactly (``parallel`` slots, ``max_queue`` waiting, ``Overloaded`` at submit), so
-metrics, limits and drain behave the same. Each slot holds one ``og.Generator``; a step gives
-every active slot one token in turn. The CPU build of onnxruntime-genai has no continuous
-batching (paged attention is CUDA-only), so slots interleave rather than share one forward pass.
+One thread per model owns every generator. Admission is the shared ``AdmissionQueue`` (the
+llama.cpp engine's rules: ``parallel`` slots, ``max_queue`` waiting, ``Overloaded`` at submit),
+so metrics, limits and drain behave the same.
+
+Batching: the CPU build of onnxruntime-genai has no continuous batching (paged attention is
+CUDA-only, and a generator reads prompts once), so waiting requests are grouped into static
+batches, one generator each (see batch.py). A new batch starts when requests wait for every free
+slot, or when the oldest has waited ``batch_wait`` seconds, so that requests arriving together
+share one forward pass. Requests that arrive while batches run do not wait for them to end: they
+form the next batch at once on the slots that are free, and the running batches take turns, one
+step each. A finished or cancelled sequence frees its slot at once (its row in the generator is
+dropped); the batch runs on for the others.
 """
 
 from __future__ import annotations
@@ -12,197 +19,192 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from slmkit.engine.base import FinishReason, TokenEvent
-from slmkit.engine.llamacpp.slots import Job
-from slmkit.engine.onnx.sampling import search_options
+from slmkit.engine.admission import AdmissionQueue, Job
+from slmkit.engine.base import FinishReason
+from slmkit.engine.onnx.batch import Batch, Row, max_length, needs_own_batch
+from slmkit.engine.onnx.sampling import TokenSampler
 from slmkit.engine.stops import StopMatcher
-from slmkit.errors import Overloaded, ServiceUnavailable
 
 log = logging.getLogger("slmkit.engine")
 
 
 @dataclass(eq=False)
-class OnnxSlot:
+class Slot:
     index: int
-    job: Job | None = None
-    generator: Any = None
-    stream: Any = None  # og.TokenizerStream: token -> text piece, UTF-8 safe
-    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
-    generated: int = 0
-    tokens: int = 0  # prompt plus generated, held in this slot's KV cache
-    admitted_at: float = 0.0
-    first_token_at: float = 0.0
+    row: Row | None = None
+    batch: int = -1
 
     @property
     def busy(self) -> bool:
-        return self.job is not None
-
-    def event(self, text: str, tokens: list[int], finish: FinishReason | None = None,
-              error: str | None = None) -> TokenEvent:
-        assert self.job is not None
-        ev = TokenEvent(text=text, token_ids=tokens, finish_reason=finish,
-                        prompt_tokens=len(self.job.request.prompt), completion_tokens=self.generated, error=error)
-        if finish is not None:
-            now = time.perf_counter()
-            first = self.first_token_at or now
-            ev.timings = {"queue_s": self.admitted_at - self.job.enqueued_at, "prompt_s": first - self.admitted_at,
-                          "generation_s": now - first, "total_s": now - self.job.enqueued_at}
-        return ev
-
-    def release(self) -> None:
-        self.job = None
-        self.generator = None  # frees the KV cache
-        self.stream = None
-        self.tokens = 0
+        return self.row is not None and self.row.live
 
 
 class OnnxScheduler:
     def __init__(self, og: Any, model: Any, tokenizer: Any, *, slots: int, max_queue: int, context_length: int,
-                 eos: set[int], name: str) -> None:
+                 eos: set[int], pad: int, batch_wait: float, name: str) -> None:
         self.og = og
         self.model = model
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.eos = eos
-        self.slots = [OnnxSlot(index=i) for i in range(slots)]
-        self.max_queue = max_queue
-        self.waiting: deque[Job] = deque()
-        self.cond = threading.Condition()
-        self.stopping = False
+        self.pad = pad
+        self.filler = min(eos) if eos else pad
+        self.batch_wait = batch_wait
+        self.slots = [Slot(index=i) for i in range(slots)]
+        self.queue = AdmissionQueue(max_queue=max_queue, free_slots=lambda: len(self._free()))
+        self.batches: list[Batch] = []
+        self.batches_total = 0
+        self.batched_sequences_total = 0
+        self.largest_batch = 0
         self.thread = threading.Thread(target=self._run, name=f"slm-onnx-{name}", daemon=True)
         self.thread.start()
 
     # -- called from the event loop -------------------------------------------------
     def submit(self, job: Job) -> None:
-        with self.cond:
-            if self.stopping:
-                raise ServiceUnavailable("the model is shutting down")
-            free = sum(not s.busy for s in self.slots)
-            if len(self.waiting) >= free + self.max_queue:
-                raise Overloaded(f"server busy: {self.max_queue} requests already waiting", retry_after=1)
-            self.waiting.append(job)
-            self.cond.notify()
+        self.queue.submit(job)
 
     def cancel(self, job: Job) -> None:
-        job.cancelled = True
-        with self.cond:
-            self.cond.notify()
+        self.queue.cancel(job)
 
     def stats(self) -> dict[str, float]:
+        rows = [s.row for s in self.slots if s.busy]
         cells = len(self.slots) * self.context_length
-        return {"running": sum(s.busy for s in self.slots), "waiting": len(self.waiting),
-                "slots": len(self.slots), "kv_cache_usage_ratio": sum(s.tokens for s in self.slots) / cells,
-                "prefix_cache_hit_tokens_total": 0}
+        return {"running": len(rows), "waiting": self.queue.depth, "slots": len(self.slots),
+                "kv_cache_usage_ratio": sum(r.tokens for r in rows if r is not None) / cells,
+                "prefix_cache_hit_tokens_total": 0, "batches_running": len(self.batches),
+                "batches_total": self.batches_total, "batched_sequences_total": self.batched_sequences_total,
+                "largest_batch": self.largest_batch}
 
     def slot_states(self) -> list[dict[str, int | bool]]:
-        return [{"id": s.index, "busy": s.busy, "cached_tokens": s.tokens, "generated": s.generated}
-                for s in self.slots]
+        out: list[dict[str, int | bool]] = []
+        for s in self.slots:
+            row = s.row if s.busy else None
+            out.append({"id": s.index, "busy": row is not None, "cached_tokens": row.tokens if row else 0,
+                        "generated": row.generated if row else 0, "batch": s.batch if row else -1})
+        return out
 
     def close(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
+        self.queue.stop()
         self.thread.join()
 
     # -- the scheduler thread ----------------------------------------------------------
     def _run(self) -> None:
         try:
-            while self._wait_for_work():
+            while self.queue.wait_for_work(lambda: bool(self.batches)):
                 self._admit()
-                for slot in self.slots:
-                    if slot.job is not None and slot.job.cancelled:
-                        self._finish(slot, "", FinishReason.CANCELLED)
-                    elif slot.busy:
-                        self._step(slot)
+                for batch in list(self.batches):
+                    self._step(batch)
         except Exception as exc:  # pragma: no cover - a crash inside onnxruntime-genai
             log.exception("onnx scheduler crashed")
             self._fail_all(f"engine failure: {exc}", FinishReason.ERROR)
         finally:
             self._fail_all("the model was unloaded", FinishReason.CANCELLED)
 
-    def _wait_for_work(self) -> bool:
-        with self.cond:
-            while not self.stopping and not self.waiting and not any(s.busy for s in self.slots):
-                self.cond.wait()
-            return not self.stopping
+    def _free(self) -> list[Slot]:
+        return [s for s in self.slots if not s.busy]
 
     def _admit(self) -> None:
-        while True:
-            with self.cond:
-                free = [s for s in self.slots if not s.busy]
-                if not free or not self.waiting:
-                    return
-                job = self.waiting.popleft()
-            if job.cancelled:
-                job.send(TokenEvent(finish_reason=FinishReason.CANCELLED, prompt_tokens=len(job.request.prompt)))
+        """Start one batch from the waiting jobs when one should start (see the module doc)."""
+        free = self._free()
+        if not free or not self.queue.ready(len(free), self.batch_wait, block=not self.batches):
+            return
+        rows: list[Row] = []
+        for slot in free:
+            job = self.queue.pop(accept=lambda j: not rows or not needs_own_batch(j.request.prompt, self.pad))
+            if job is None:
+                break
+            if len(job.request.prompt) >= self.context_length:  # the service checks first; never pad past it
+                job.end(FinishReason.ERROR, f"the prompt does not fit the context of {self.context_length} tokens")
                 continue
-            self._place(job, free[0])
+            rows.append(self._reserve(slot, job))  # the slot counts as taken from now on (admission)
+            if needs_own_batch(job.request.prompt, self.pad):
+                break
+        if rows:
+            self._start(rows)
 
-    def _place(self, job: Job, slot: OnnxSlot) -> None:
-        request = job.request
-        limit = self.context_length
-        if request.max_tokens is not None:
-            limit = min(limit, len(request.prompt) + request.max_tokens)
-        slot.job, slot.generated, slot.first_token_at = job, 0, 0.0
-        slot.admitted_at = time.perf_counter()
-        slot.stops = StopMatcher(request.stop)
-        try:
-            params = self.og.GeneratorParams(self.model)
-            params.set_search_options(**search_options(request.sampling, limit))
-            slot.generator = self.og.Generator(self.model, params)
-            slot.generator.append_tokens(request.prompt)
-        except Exception as exc:
-            log.warning("onnx request failed at prefill: %s", exc)
-            self._finish(slot, "", FinishReason.ERROR, error=f"prefill failed: {exc}")
-            return
-        slot.stream = self.tokenizer.create_stream()
-        slot.tokens = len(request.prompt)
+    def _reserve(self, slot: Slot, job: Job) -> Row:
+        row = Row(job=job, slot=slot.index, sampler=TokenSampler(job.request.sampling),
+                  stream=self.tokenizer.create_stream(), stops=StopMatcher(job.request.stop),
+                  prompt_tokens=len(job.request.prompt))
+        slot.row, slot.batch = row, self.batches_total + 1
+        return row
 
-    def _step(self, slot: OnnxSlot) -> None:
-        assert slot.job is not None
-        generator = slot.generator
-        if generator.is_done():
-            self._finish(slot, slot.stops.flush(), FinishReason.LENGTH)
-            return
+    def _start(self, rows: list[Row]) -> None:
+        """Read the rows' prompts into one new generator (the prefill)."""
+        jobs = [row.job for row in rows if row.job is not None]
+        prompts = [job.request.prompt for job in jobs]
+        budgets = [job.request.max_tokens or self.context_length - len(job.request.prompt) for job in jobs]
+        self.batches_total += 1
         try:
-            generator.generate_next_token()
+            batch = Batch(self.og, self.model, rows, prompts, batch_id=self.batches_total, pad=self.pad,
+                          length=max_length(prompts, budgets, self.context_length), filler=self.filler)
         except Exception as exc:
-            self._finish(slot, "", FinishReason.ERROR, error=f"decode failed: {exc}")
+            log.warning("onnx batch of %d failed at prefill: %s", len(rows), exc)
+            for row in rows:
+                self._finish(row, "", FinishReason.ERROR, error=f"prefill failed: {exc}")
             return
-        token = int(generator.get_next_tokens()[0])
-        if not slot.first_token_at:
-            slot.first_token_at = time.perf_counter()
-        slot.tokens += 1
+        self.batches.append(batch)
+        self.batched_sequences_total += len(rows)
+        self.largest_batch = max(self.largest_batch, len(rows))
+
+    def _step(self, batch: Batch) -> None:
+        for row in batch.live_rows:
+            if row.job is not None and row.job.cancelled:
+                self._finish(row, "", FinishReason.CANCELLED)
+        if batch.live_rows and batch.exhausted():
+            for row in batch.live_rows:
+                self._finish(row, row.stops.flush(), FinishReason.LENGTH)
+        if batch.live_rows:
+            try:
+                chosen = batch.next_tokens()
+            except Exception as exc:
+                log.warning("onnx batch %d failed: %s", batch.id, exc)
+                for row in batch.live_rows:
+                    self._finish(row, "", FinishReason.ERROR, error=f"decode failed: {exc}")
+            else:
+                for row, token in zip(batch.rows, chosen, strict=True):
+                    if row.live:
+                        self._on_token(row, token)
+        if not batch.live_rows:
+            self.batches.remove(batch)
+            batch.close()
+
+    def _on_token(self, row: Row, token: int) -> None:
+        assert row.job is not None
+        if not row.first_token_at:
+            row.first_token_at = time.perf_counter()
         if token in self.eos:
-            self._finish(slot, slot.stops.flush(), FinishReason.STOP)
+            self._finish(row, row.stops.flush(), FinishReason.STOP)
             return
-        slot.generated += 1
-        text, hit = slot.stops.feed(slot.stream.decode(token))
-        request = slot.job.request
+        row.sampler.accept(token)
+        row.generated += 1
+        text, hit = row.stops.feed(row.stream.decode(token))
+        request = row.job.request
         if hit:
-            self._finish(slot, text, FinishReason.STOP, [token])
-        elif (request.max_tokens is not None and slot.generated >= request.max_tokens) or (
-                slot.tokens + 1 >= self.context_length):
-            self._finish(slot, text + slot.stops.flush(), FinishReason.LENGTH, [token])
+            self._finish(row, text, FinishReason.STOP, [token])
+        elif (request.max_tokens is not None and row.generated >= request.max_tokens) or (
+                row.tokens + 1 >= self.context_length):
+            self._finish(row, text + row.stops.flush(), FinishReason.LENGTH, [token])
         else:
-            slot.job.send(slot.event(text, [token]))
+            row.job.send(row.event(text, [token]))
 
-    def _finish(self, slot: OnnxSlot, text: str, reason: FinishReason, tokens: list[int] | None = None,
+    def _finish(self, row: Row, text: str, reason: FinishReason, tokens: list[int] | None = None,
                 error: str | None = None) -> None:
-        assert slot.job is not None
-        slot.job.send(slot.event(text, tokens or [], reason, error=error))
-        slot.release()
+        """Send the row's final event and free its slot; its batch runs on for the others."""
+        assert row.job is not None
+        row.job.send(row.event(text, tokens or [], reason, error=error))
+        row.job = None
+        slot = self.slots[row.slot]
+        if slot.row is row:
+            slot.row, slot.batch = None, -1
 
     def _fail_all(self, message: str, reason: FinishReason) -> None:
-        for slot in self.slots:
-            if slot.job is not None:
-                self._finish(slot, "", reason, error=message)
-        with self.cond:
-            waiting, self.waiting = list(self.waiting), deque()
-        for job in waiting:
-            job.send(TokenEvent(finish_reason=reason, prompt_tokens=len(job.request.prompt),
-                                error=message if reason is FinishReason.ERROR else None))
+        for batch in self.batches:
+            for row in batch.live_rows:
+                self._finish(row, "", reason, error=message if reason is FinishReason.ERROR else None)
+            batch.close()
+        self.batches = []
+        self.queue.end_all(reason, message)
