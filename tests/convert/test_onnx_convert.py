@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from slmkit.convert import onnx as convert_onnx
@@ -93,13 +94,15 @@ def test_interrupted_conversion_leaves_nothing(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, env={**os.environ, "SLM_HOME": str(home)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((home / "tmp").glob("convert-*")):
+    parent = psutil.Process(proc.pid)
+    while time.monotonic() < deadline and not (list((home / "tmp").glob("convert-*")) and parent.children()):
+        assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    time.sleep(3)  # the dequantizing child process is running now
+    time.sleep(1)  # the dequantizing child process is running and the parent waits on it
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "Traceback" not in stderr
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in stderr, (proc.returncode, stdout[-2000:], stderr[-2000:])
     assert Store(home).list() == []
     assert not list((home / "tmp").glob("convert-*"))
     assert not list((home / "blobs").glob("*")) if (home / "blobs").exists() else True
