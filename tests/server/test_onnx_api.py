@@ -116,6 +116,16 @@ def test_sampling_controls_are_honoured_not_refused(client: openai.OpenAI) -> No
     assert resp.usage.completion_tokens > 0
 
 
+def test_ignore_eos_generates_max_tokens(client: openai.OpenAI) -> None:
+    """What benchmarks send: no end-of-generation token is sampled, so exactly max_tokens come."""
+    short = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=200, temperature=0)
+    long = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=200, temperature=0,
+                                          extra_body={"ignore_eos": True})
+    assert short.usage is not None and short.usage.completion_tokens < 200
+    assert long.usage is not None and long.usage.completion_tokens == 200
+    assert long.choices[0].finish_reason == "length"
+
+
 def test_logit_bias_forces_a_token(onnx_server: ServerProcess, client: openai.OpenAI) -> None:
     pieces = httpx.post(f"{onnx_server.url}/tokenize", json={"model": MODEL, "content": " banana", "with_pieces": True,
                                                             "add_special": False}, timeout=10).json()["tokens"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class OnnxEngine:
 
     def generate(self, request: GenerationRequest) -> EventStream:
         """Queue the request (InvalidRequest for unsupported parameters, Overloaded when full)."""
+        if request.sampling.ignore_eos:  # never sample an end-of-generation token
+            bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
+            request = replace(request, sampling=replace(request.sampling, logit_bias=bias, ignore_eos=False))
         check_supported(request, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)

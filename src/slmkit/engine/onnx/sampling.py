@@ -26,8 +26,6 @@ def unsupported(request: GenerationRequest) -> list[str]:
     names = []
     if s.typical_p != 1.0:
         names.append("typical_p")
-    if s.ignore_eos:
-        names.append("ignore_eos")
     if s.grammar is not None:
         names.append("response_format")
     if request.logprobs is not None:
