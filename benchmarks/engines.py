@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-from slmkit.bench.report import markdown_table  # noqa: E402
+from slmkit.bench.report import markdown_table, replace_section  # noqa: E402
 from slmkit.errors import SlmkitError  # noqa: E402
 from slmkit.store.resolve import resolve_model  # noqa: E402
 
@@ -120,15 +119,7 @@ def section(bench: dict[str, Any], quality: dict[str, Any] | None, models: list[
 
 
 def write_section(text: str, docs: Path) -> None:
-    body = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
-    if BEGIN in body and END in body:
-        head, _, rest = body.partition(BEGIN)
-        body = head + text + rest.partition(END)[2]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = docs.with_suffix(".md.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, docs)
+    replace_section(docs, BEGIN, END, text)
 
 
 def main() -> None:

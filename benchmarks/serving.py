@@ -35,7 +35,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from slmkit.bench.report import markdown_table  # noqa: E402
+from slmkit.bench.report import markdown_table, replace_section  # noqa: E402
 from slmkit.server.process import free_port  # noqa: E402
 from slmkit.store.resolve import resolve_model  # noqa: E402
 
@@ -138,15 +138,7 @@ def ratio_table(doc: dict[str, Any]) -> str:
 
 
 def write_section(text: str, docs: Path) -> None:
-    body = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
-    if BEGIN in body and END in body:
-        head, _, rest = body.partition(BEGIN)
-        body = head + text + rest.partition(END)[2]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = docs.with_suffix(".md.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, docs)
+    replace_section(docs, BEGIN, END, text)
 
 
 def main() -> None:

@@ -78,3 +78,16 @@ def test_reports_are_readable_by_others(tmp_path: Path) -> None:
     target = tmp_path / "r.json"
     write_atomic(target, "{}")
     assert target.stat().st_mode & 0o777 == 0o644 and target.read_text() == "{}"
+
+
+def test_replace_section_keeps_the_rest(tmp_path: Path) -> None:
+    """What benchmarks/serving.py and engines.py use to write their docs section."""
+    from slmkit.bench.report import replace_section
+
+    docs = tmp_path / "b.md"
+    docs.write_text("# B\n\nintro\n<!-- x:begin -->\nold\n<!-- x:end -->\ntail\n")
+    replace_section(docs, "<!-- x:begin -->", "<!-- x:end -->", "<!-- x:begin -->\nnew\n<!-- x:end -->")
+    assert docs.read_text() == "# B\n\nintro\n<!-- x:begin -->\nnew\n<!-- x:end -->\ntail\n"
+    other = tmp_path / "c.md"
+    replace_section(other, "<a>", "</a>", "<a>1</a>")
+    assert other.read_text() == "# Benchmarks\n\n<a>1</a>\n"

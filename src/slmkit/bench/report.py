@@ -51,6 +51,18 @@ def build_document(*, kind: str, config: dict[str, Any], endpoints: list[dict[st
 REPORT_MODE = 0o644
 
 
+def replace_section(docs: Path, begin: str, end: str, text: str) -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) in place of the section
+    between those markers in ``docs``, or at its end; the rest of the file is kept."""
+    body = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
+    if begin in body and end in body:
+        head, _, rest = body.partition(begin)
+        body = head + text + rest.partition(end)[2]
+    else:
+        body = body.rstrip("\n") + "\n\n" + text + "\n"
+    write_atomic(docs, body)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name beside ``path``, then rename, so no half file has the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
