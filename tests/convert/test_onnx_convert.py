@@ -91,8 +91,11 @@ def test_serving_a_folder_without_genai_config_fails_clearly(tmp_path: Path) -> 
 def test_interrupted_conversion_leaves_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     cmd = [sys.executable, "-m", "slmkit", "convert", MODEL, "--to", "onnx", "--precision", "int4", "--threads", "1"]
+    # Ctrl-C as a terminal sends it: with SIGINT at its default in the child, whatever an earlier
+    # test left in this process (a child inherits an ignored SIGINT, and Python then keeps it ignored)
     proc = subprocess.Popen(cmd, env={**os.environ, "SLM_HOME": str(home)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     parent = psutil.Process(proc.pid)
     while time.monotonic() < deadline and not (list((home / "tmp").glob("convert-*")) and parent.children()):
