@@ -96,7 +96,7 @@ def test_timeout_maps_to_504(tmp_path: Path) -> None:
         client = TestClient(webservice.create_app(model, timeout=0.001))
         answer = client.post("/summarize", json={"text": "A long text. " * 20, "max_words": 200})
         assert answer.status_code == 504 and "too long" in answer.json()["error"]
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # the slot is freed at the engine's next step, slow on a loaded machine
         while model.stats()["running"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert model.stats()["running"] == 0
