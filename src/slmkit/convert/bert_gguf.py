@@ -8,7 +8,6 @@ tokens stay as they are).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.convert.gguf_tensors import add_tensor, file_type, folder_tensors, read_safetensors
+from slmkit.convert.gguf_tensors import add_tensor, file_type, folder_tensors, read_json, read_safetensors
 from slmkit.errors import ConversionError
 
 __all__ = ["BertConfig", "convert_sentence_transformer", "read_safetensors", "wordpiece_vocab", "write_bert_gguf"]
@@ -46,11 +45,11 @@ class BertConfig:
 
     @classmethod
     def load(cls, folder: Path) -> BertConfig:
-        cfg = _read_json(folder / "config.json")
+        cfg = read_json(folder / "config.json")
         if cfg.get("model_type") != "bert":
             raise ConversionError(f"{folder} is not a BERT model (model_type={cfg.get('model_type')!r})")
-        st = _read_json(folder / "sentence_bert_config.json", required=False)
-        pooling_cfg = _read_json(folder / "1_Pooling" / "config.json", required=False)
+        st = read_json(folder / "sentence_bert_config.json", required=False)
+        pooling_cfg = read_json(folder / "1_Pooling" / "config.json", required=False)
         pooling = POOLING_CLS if pooling_cfg.get("pooling_mode_cls_token") else POOLING_MEAN
         max_pos = int(cfg["max_position_embeddings"])
         return cls(hidden=int(cfg["hidden_size"]), layers=int(cfg["num_hidden_layers"]),
@@ -58,20 +57,6 @@ class BertConfig:
                    max_positions=max_pos, eps=float(cfg.get("layer_norm_eps", 1e-12)),
                    type_vocab=int(cfg.get("type_vocab_size", 2)), vocab_size=int(cfg["vocab_size"]),
                    max_seq_length=min(int(st.get("max_seq_length", max_pos)), max_pos), pooling=pooling)
-
-
-def _read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
-    if not path.is_file():
-        if required:
-            raise ConversionError(f"missing {path.name} in {path.parent}")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConversionError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path} is not a JSON object")
-    return data
 
 
 def wordpiece_vocab(folder: Path) -> tuple[list[str], list[int]]:

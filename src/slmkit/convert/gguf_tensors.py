@@ -74,3 +74,18 @@ def add_tensor(writer: Any, name: str, array: np.ndarray, outtype: str, *, keep_
         writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)  # bytes; shape inferred
     else:
         writer.add_tensor(name, data.astype(np.float16))
+
+
+def read_json(path: Path, *, required: bool = True) -> dict[str, Any]:
+    """A JSON object file; ConversionError naming it when missing (if required) or unreadable."""
+    if not path.is_file():
+        if required:
+            raise ConversionError(f"missing {path.name} in {path.parent}")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path} is not a JSON object")
+    return data

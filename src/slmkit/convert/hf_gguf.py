@@ -15,7 +15,6 @@ What llama.cpp needs that the folder spells differently:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.convert.gguf_tensors import add_tensor, file_type, folder_tensors
+from slmkit.convert.gguf_tensors import add_tensor, file_type, folder_tensors, read_json
 from slmkit.convert.gguf_vocab import bpe_vocab, write_bpe_vocab
 from slmkit.errors import ConversionError
 
@@ -197,10 +196,4 @@ def read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise ConversionError(f"{folder} is not a Hugging Face model folder: it has no config.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConversionError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path} is not a JSON object")
-    return data
+    return read_json(path)
