@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.engine.base import FinishReason, TokenLogprob
+from slmkit.engine.base import TokenLogprob
 from slmkit.server.tools import ToolCall
+from slmkit.server.usecases.run import Finish
 
 __all__ = ["Choice", "Chunk", "Completion", "ToolCall", "Usage"]
 
@@ -86,6 +87,8 @@ class Chunk:
         return self.text
 
 
-def finish_name(reason: FinishReason | None) -> str:
-    """The OpenAI name of an engine finish reason (a cancelled run reads as ``stop``)."""
-    return "length" if reason is FinishReason.LENGTH else "stop"
+def finish_name(finish: Finish | None) -> str:
+    """The OpenAI name of a finish (a cancelled run reads as ``stop``)."""
+    if finish is Finish.LENGTH:
+        return "length"
+    return "tool_calls" if finish is Finish.TOOL_CALLS else "stop"

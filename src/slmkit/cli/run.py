@@ -9,8 +9,8 @@ import click
 
 from slmkit.cli.common import console, engine_options, handle_errors
 from slmkit.engine.base import Engine, GenerationRequest, SamplingParams
+from slmkit.engine.factory import open_chat_engine
 from slmkit.errors import EngineError
-from slmkit.server.registry import load_engine
 from slmkit.settings import DEFAULT_MODEL, load_settings
 from slmkit.store.resolve import resolve_model
 
@@ -30,7 +30,7 @@ def run(model: str, prompt: str | None, system: str | None, temperature: float, 
     settings = load_settings(engine__parallel=parallel or 1, engine__ctx_size=ctx_size, engine__threads=threads)
     resolved = resolve_model(model)
     with console.status(f"loading {resolved.name}"):
-        engine = load_engine(resolved.name, resolved.path, resolved.format, settings.engine)
+        engine = open_chat_engine(resolved.name, resolved.path, resolved.format, settings.engine)
     sampling = SamplingParams(temperature=temperature, seed=seed)
     try:
         history = [{"role": "system", "content": system}] if system else []

@@ -138,12 +138,12 @@ class AdmissionQueue:
 
 
 class Canceller(Protocol):
-    """What an EventStream needs from its scheduler."""
+    """What an JobStream needs from its scheduler."""
 
     def cancel(self, job: Job) -> None: ...
 
 
-class EventStream:
+class JobStream:
     """The events of one submitted request. Closing it early cancels the request."""
 
     def __init__(self, job: Job, scheduler: Canceller) -> None:

@@ -15,9 +15,10 @@ from slmkit.server.errors import install_error_handlers
 from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
+from slmkit.server.policy import check_routes
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama, ollama_store, openai, openai_more, page, tokenize
-from slmkit.server.services import GenerationService
+from slmkit.server.routes import health, ollama, ollama_store, openai, page, tokenize
+from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
 
 
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db),
                        limiter=RateLimiter(security.max_concurrent_per_key),
                        audit=AuditLog(security.audit_log, max_bytes=security.audit_max_bytes,
-                                      backups=security.audit_backups))
+                                      backups=security.audit_backups), registry=registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,13 +54,14 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(ollama.JsonBodyForOllama)
     app.include_router(openai.router)
-    app.include_router(openai_more.router)
     app.include_router(ollama.router)
     app.include_router(tokenize.router)
     app.include_router(health.router)
     app.include_router(page.router)
     page.mount_static(app)
     app.include_router(ollama_store.router)
+    check_routes(app.router.routes)
+    guard.routes = app.router.routes
     app.add_middleware(Guard, state=guard)
     if security.cors_origins:  # outermost, so preflights are answered before auth
         app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],

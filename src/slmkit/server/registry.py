@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.engine.base import Embedder, Engine
-from slmkit.engine.llamacpp.embedding import LlamaCppEmbedder
-from slmkit.engine.llamacpp.engine import LlamaCppEngine
+from slmkit.engine.factory import open_engine
 from slmkit.engine.llamacpp.metadata import GgufFacts, read_facts
 from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
-from slmkit.settings import EngineSettings, Settings
+from slmkit.settings import Settings
 from slmkit.store.embedded import ALIASES, EMBEDDED
 from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
@@ -78,15 +77,6 @@ class LoadedModel:
         if self.deadline is None:
             return None
         return time.time() + max(0.0, self.deadline - time.monotonic())
-
-
-def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> Engine:
-    """The engine for a model's format: llama.cpp for GGUF, onnxruntime-genai for ONNX."""
-    if fmt == "onnx":
-        from slmkit.engine.onnx.engine import OnnxEngine
-
-        return OnnxEngine(name, path, settings)
-    return LlamaCppEngine(name, path, settings)
 
 
 class ModelRegistry:
@@ -174,20 +164,15 @@ class ModelRegistry:
     def loaded(self) -> list[LoadedModel]:
         return list(self._loaded.values())
 
-    def profile(self, name: str) -> Profile | None:
-        """The Modelfile defaults a loaded model was created with, if any."""
-        entry = self._loaded.get(self.canonical(name))
-        return entry.profile if entry else None
-
-    def profile_template(self, name: str) -> ProfileTemplate | None:
-        entry = self._loaded.get(self.canonical(name))
-        return entry.template if entry else None
+    def entry(self, name: str) -> LoadedModel | None:
+        """A loaded model's entry (its profile and compiled TEMPLATE among others)."""
+        return self._loaded.get(self.canonical(name))
 
     def get(self, name: str | None) -> AnyEngine:
         """The engine of a loaded model (routes call ``acquire`` first)."""
         entry = self._loaded.get(self.canonical(name))
         if entry is None:
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name)
         return entry.engine  # type: ignore[no-any-return]
 
     def resolve(self, name: str | None, kind: str = "chat") -> ResolvedModel:
@@ -196,14 +181,14 @@ class ModelRegistry:
         spec = self._specs.get(key)
         if spec is None:
             if not _REQUEST_NAME.match(key) or key.endswith(".gguf"):
-                raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+                raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name)
             spec = key
         try:
             resolved = resolve_model(spec, self.settings.store.home)
         except ModelNotFound as exc:
             if spec in EMBEDDED or spec in ALIASES.values():
                 raise
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name) from exc
         except StoreError as exc:  # e.g. a damaged file: 500 with the reason; the next request retries
             raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
         return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
@@ -282,13 +267,13 @@ class ModelRegistry:
         memory = self._estimate(facts)
         await self._make_room(memory, exclude=resolved.name)
         started = time.perf_counter()
-        cls = _engine_class(resolved.format, facts)
         engine_settings = self.settings.engine
         if resolved.profile is not None and resolved.profile.num_ctx:
             engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
         log.info("loading %s from %s", resolved.name, resolved.path)
         try:
-            engine = await asyncio.to_thread(cls, resolved.name, resolved.path, engine_settings)
+            engine = await asyncio.to_thread(open_engine, resolved.name, resolved.path, resolved.format,
+                                             engine_settings, embedding=facts.is_embedding)
         except Exception as exc:
             reason = exc.message if isinstance(exc, SlmkitError) else str(exc)
             raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
@@ -350,18 +335,9 @@ class ModelRegistry:
 
 
 def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate | None:
-    if profile is None or not profile.template or not hasattr(engine, "template"):
+    if profile is None or not profile.template or isinstance(engine, Embedder):
         return None
     return ProfileTemplate(profile.template, bos_token=engine.template.bos_token, eos_token=engine.template.eos_token)
-
-
-def _engine_class(fmt: str, facts: GgufFacts) -> Any:
-    """llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX folders."""
-    if fmt == "onnx":
-        from slmkit.engine.onnx.engine import OnnxEngine
-
-        return OnnxEngine
-    return LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
 
 
 def _sha256(path: Path) -> str:

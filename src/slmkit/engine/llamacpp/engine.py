@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job
-from slmkit.engine.base import GenerationRequest
-from slmkit.engine.llamacpp.bindings import Context, Model
+from slmkit.engine.admission import Job, JobStream
+from slmkit.engine.base import GenerationRequest, ModelInfo
+from slmkit.engine.llamacpp.bindings import Context, Model, gguf_info
 from slmkit.engine.llamacpp.scheduler import Scheduler
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.settings import EngineSettings
@@ -36,16 +36,18 @@ class LlamaCppEngine:
         self.scheduler = Scheduler(self.model, self.ctx, slots=settings.parallel,
                                    max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
                                    name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20)
-        self._info = {**self.model.describe(), "file": str(path), "format": "gguf",
-                      "context_length": self.ctx.n_ctx_seq, "slots": settings.parallel}
+        self._info = gguf_info(self.model, path, context_length=self.ctx.n_ctx_seq, slots=settings.parallel)
 
     @property
     def context_length(self) -> int:
         return self.ctx.n_ctx_seq
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         return self._info
+
+    def piece(self, token: int) -> str:
+        return self.model.piece(token, special=True).decode("utf-8", errors="replace")
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
@@ -62,11 +64,11 @@ class LlamaCppEngine:
         add = self.model.add_bos and not (bos and rendered.startswith(bos))
         return self.tokenize(rendered, add_special=add, parse_special=True)
 
-    def generate(self, request: GenerationRequest) -> EventStream:
+    def generate(self, request: GenerationRequest) -> JobStream:
         """Queue the request (raises Overloaded at once when the queue is full)."""
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
-        return EventStream(job, self.scheduler)
+        return JobStream(job, self.scheduler)
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

@@ -6,16 +6,21 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from slmkit.engine.base import Engine
+from slmkit.server.policy import open_route
+
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
+@open_route()
 async def health(request: Request) -> dict[str, object]:
     """The process is alive and answering (no auth, for liveness probes)."""
     return {"status": "ok"}
 
 
 @router.get("/ready", response_model=None)
+@open_route()
 async def ready(request: Request) -> JSONResponse:
     """Ready for traffic: not draining, the default model loaded, and its queue has room."""
     guard = request.app.state.guard
@@ -38,12 +43,14 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
+@open_route()
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (protected by keys unless the server runs with --metrics-public)."""
     return Response(generate_latest(request.app.state.guard.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/slots")
+@open_route()
 async def slots(request: Request) -> dict[str, object]:
     """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
     service = request.app.state.service
@@ -51,6 +58,6 @@ async def slots(request: Request) -> dict[str, object]:
     out: dict[str, object] = {}
     for entry in service.registry.loaded():  # models load on demand: only the loaded ones have slots
         engine = entry.engine
-        if entry.name in visible and hasattr(engine, "slot_states"):  # embedders have no slots
+        if entry.name in visible and isinstance(engine, Engine):  # embedders have no slots
             out[entry.name] = {**engine.stats(), "slots": engine.slot_states()}
     return out
