@@ -48,7 +48,7 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Engines:
 
 
 def settings(home: Path, **overrides: Any) -> Settings:
-    return load_settings(store__home=home, server__models=[MODEL], engine__ctx_size=512, **overrides)
+    return load_settings(store__home=home, server__models=[MODEL], engine__ctx_size=2048, **overrides)
 
 
 @contextlib.asynccontextmanager

@@ -191,7 +191,7 @@ class AssistantToolMessage(AssistantMessage):
 
 class ChatChoice(BaseModel):
     index: int
-    message: AssistantMessage
+    message: AssistantToolMessage | AssistantMessage  # tool_calls only on messages that call tools
     finish_reason: str
     logprobs: dict[str, Any] | None = None
 
@@ -204,16 +204,6 @@ class ChatCompletionResponse(BaseModel):
     system_fingerprint: str
     choices: list[ChatChoice]
     usage: CompletionUsage
-
-
-class ToolChatChoice(ChatChoice):
-    """A choice whose message may call tools (serialized with ``tool_calls`` only when it does)."""
-
-    message: AssistantToolMessage | AssistantMessage
-
-
-class ToolChatCompletionResponse(ChatCompletionResponse):
-    choices: list[ToolChatChoice]  # type: ignore[assignment]
 
 
 class CompletionChoice(BaseModel):
