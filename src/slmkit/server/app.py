@@ -15,7 +15,7 @@ from slmkit.server.errors import install_error_handlers
 from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
-from slmkit.server.policy import check_routes
+from slmkit.server.policy import check_routes, flat_routes
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.routes import health, ollama, ollama_store, openai, page, tokenize
 from slmkit.server.usecases.service import GenerationService
@@ -60,8 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(page.router)
     page.mount_static(app)
     app.include_router(ollama_store.router)
-    check_routes(app.router.routes)
-    guard.routes = app.router.routes
+    guard.routes = flat_routes(app.router.routes)
+    check_routes(guard.routes)
     app.add_middleware(Guard, state=guard)
     if security.cors_origins:  # outermost, so preflights are answered before auth
         app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],

@@ -60,6 +60,22 @@ def policy_of(route: BaseRoute) -> Policy | None:
     return Policy("open")
 
 
+def flat_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes with included routers opened up (FastAPI >= 0.160 keeps them as one
+    ``_IncludedRouter`` entry each; this app includes them without a prefix)."""
+    out: list[BaseRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+            if prefix:
+                raise RuntimeError(f"routers are included without a prefix here, not {prefix!r}")
+            out += flat_routes(list(inner.routes))
+        else:
+            out.append(route)
+    return out
+
+
 def check_routes(routes: list[BaseRoute]) -> None:
     missing = [r.path for r in routes if isinstance(r, APIRoute) and policy_of(r) is None]
     if missing:

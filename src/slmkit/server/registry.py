@@ -93,6 +93,7 @@ class ModelRegistry:
         self._digests: dict[tuple[str, int, int], str] = {}
         self._wake: asyncio.Event | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping = False
         self.default: str | None = None
         self.default_embedding: str | None = None
 
@@ -124,6 +125,7 @@ class ModelRegistry:
             await self.acquire(self.default)
 
     async def aclose(self) -> None:
+        self._stopping = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -318,7 +320,7 @@ class ModelRegistry:
 
     async def _reap(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:
             now = time.monotonic()
             for entry in list(self._loaded.values()):
                 if entry.deadline is None:
@@ -329,8 +331,13 @@ class ModelRegistry:
                     await self._unload(entry, "keep_alive expired")
             deadlines = [e.deadline - now for e in self._loaded.values() if e.deadline is not None]
             wait = min([REAP_INTERVAL_S, *deadlines])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.02, wait))
+            # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow the cancellation
+            # that aclose sends when the event fires at the same moment, and the reaper never ends
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=max(0.02, wait))
+            finally:
+                waiter.cancel()
             self._wake.clear()
 
 
