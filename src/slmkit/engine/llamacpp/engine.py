@@ -10,7 +10,7 @@ from typing import Any
 from slmkit.engine.admission import EventStream, Job
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
-from slmkit.engine.llamacpp.scheduler import Scheduler
+from slmkit.engine.llamacpp.scheduler import Scheduler, check_tokens
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.settings import EngineSettings
 
@@ -63,13 +63,20 @@ class LlamaCppEngine:
         return self.tokenize(rendered, add_special=add, parse_special=True)
 
     def generate(self, request: GenerationRequest) -> EventStream:
-        """Queue the request (raises Overloaded at once when the queue is full)."""
+        """Queue the request (raises Overloaded at once when the queue is full, InvalidRequest
+        for a token id outside the vocabulary)."""
+        check_tokens(request.prompt, self.model.n_vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return EventStream(job, self.scheduler)
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the engine stopped working (its scheduler thread died), else None."""
+        return self.scheduler.failure
 
     def slot_states(self) -> list[dict[str, int | bool]]:
         return self.scheduler.slot_states()
