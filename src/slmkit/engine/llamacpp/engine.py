@@ -10,6 +10,7 @@ from typing import Any
 from slmkit.engine.admission import EventStream, Job
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
+from slmkit.engine.llamacpp.lazy_grammar import check_grammar
 from slmkit.engine.llamacpp.scheduler import Scheduler, check_tokens
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.settings import EngineSettings
@@ -66,6 +67,8 @@ class LlamaCppEngine:
         """Queue the request (raises Overloaded at once when the queue is full, InvalidRequest
         for a token id outside the vocabulary)."""
         check_tokens(request.prompt, self.model.n_vocab)
+        if request.sampling.grammar:
+            check_grammar(self.model, request.sampling.grammar)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return EventStream(job, self.scheduler)

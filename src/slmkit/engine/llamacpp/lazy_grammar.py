@@ -92,3 +92,13 @@ class GrammarGate:
 def _array(cells: np.ndarray) -> Any:
     data = ctypes.cast(cells.ctypes.data, ctypes.POINTER(ll.llama_token_data))
     return ll.llama_token_data_array(data=data, size=len(cells), selected=-1, sorted=False)
+
+
+def check_grammar(model: Model, grammar: str, param: str = "response_format") -> None:
+    """400 unless llama.cpp accepts ``grammar`` (parsed here, in the request's path, so that a
+    refused grammar never reaches a slot)."""
+    parsed = ll.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if not parsed:
+        raise InvalidRequest("the grammar could not be built (llama.cpp refused it: an empty enum, or rules "
+                             "too large?)", param=param)
+    ll.llama_sampler_free(parsed)

@@ -20,8 +20,9 @@ MAX_LOGIT_BIAS = 1024  # entries in one logit_bias map
 
 
 def _real(lo: float, hi: float, *, open_low: bool = False) -> Any:
-    low = {"gt": lo} if open_low else {"ge": lo}
-    return Field(strict=True, le=hi, allow_inf_nan=False, **low)
+    if open_low:
+        return Field(strict=True, gt=lo, le=hi, allow_inf_nan=False)
+    return Field(strict=True, ge=lo, le=hi, allow_inf_nan=False)
 
 
 # Finite floats (integers are taken; strings, booleans, inf, nan and integers too large for a

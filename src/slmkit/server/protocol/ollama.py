@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slmkit.engine.base import SamplingParams
 from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar

@@ -26,7 +26,6 @@ from slmkit.server.protocol.fields import (
 )
 
 
-
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
