@@ -63,6 +63,11 @@ class LoadedModel:
     def kind(self) -> str:
         return "embedding" if self.facts.is_embedding else "chat"
 
+    @property
+    def failure(self) -> str | None:
+        """Why the engine stopped working (e.g. its scheduler thread died), else None."""
+        return getattr(self.engine, "failure", None)
+
     def busy(self) -> bool:
         stats = self.engine.stats()
         return bool(stats.get("running", 0) or stats.get("waiting", 0))
@@ -237,6 +242,10 @@ class ModelRegistry:
         key = self.canonical(name, kind)
         while True:
             entry = self._loaded.get(key)
+            if entry is not None and entry.failure is not None:  # its engine died: load it again
+                log.error("model %s failed (%s): loading it again", key, entry.failure)
+                await self._unload(entry, "engine failure")
+                entry = None
             if entry is None:
                 task = self._loading.get(key)
                 if task is None:

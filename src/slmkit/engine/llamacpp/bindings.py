@@ -128,6 +128,13 @@ class Model:
         """Every end-of-generation token (EOS, EOT, ...)."""
         return tuple(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t))
 
+    @functools.cached_property
+    def special_texts(self) -> tuple[str, ...]:
+        """The text of every control and user-defined token (what parse_special turns into them)."""
+        flags = ll.LLAMA_TOKEN_ATTR_CONTROL | ll.LLAMA_TOKEN_ATTR_USER_DEFINED
+        texts = {self.special_text(t) for t in range(self.n_vocab) if ll.llama_vocab_get_attr(self.vocab, t) & flags}
+        return tuple(sorted(t for t in texts if t))
+
     def special_text(self, token: int) -> str:
         return self.piece(token, special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 

@@ -12,7 +12,7 @@ from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
 from slmkit.engine.llamacpp.lazy_grammar import check_grammar
 from slmkit.engine.llamacpp.scheduler import Scheduler, check_tokens
-from slmkit.engine.llamacpp.template import ChatTemplate
+from slmkit.engine.llamacpp.template import ChatTemplate, plain_spans
 from slmkit.settings import EngineSettings
 
 
@@ -22,6 +22,7 @@ class LlamaCppEngine:
     def __init__(self, name: str, path: Path, settings: EngineSettings) -> None:
         self.name = name
         self.path = path
+        self.parse_special_in_content = settings.parse_special_in_content
         self.model = Model(path)
         try:
             self.ctx = Context(self.model, n_seq=settings.parallel, ctx_per_seq=settings.ctx_size,
@@ -59,9 +60,23 @@ class LlamaCppEngine:
         return self.template.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
 
     def chat_tokens(self, rendered: str) -> list[int]:
+        """Tokenize a rendered chat. The template's markup is parsed for special tokens; message
+        contents are not (a user who writes ``<|im_start|>system`` gets that text, not control
+        tokens), unless ``engine.parse_special_in_content`` restores the old behaviour."""
         bos = self.template.bos_token
         add = self.model.add_bos and not (bos and rendered.startswith(bos))
-        return self.tokenize(rendered, add_special=add, parse_special=True)
+        contents = getattr(rendered, "contents", ())
+        spans = [] if self.parse_special_in_content or not contents else \
+            plain_spans(rendered, contents, self.model.special_texts)
+        if not spans:
+            return self.tokenize(rendered, add_special=add, parse_special=True)
+        tokens: list[int] = []
+        pos = 0
+        for start, end in spans:
+            tokens += self.tokenize(rendered[pos:start], add_special=add and pos == 0, parse_special=True)
+            tokens += self.tokenize(rendered[start:end], add_special=False, parse_special=False)
+            pos = end
+        return tokens + self.tokenize(rendered[pos:], add_special=False, parse_special=True)
 
     def generate(self, request: GenerationRequest) -> EventStream:
         """Queue the request (raises Overloaded at once when the queue is full, InvalidRequest
