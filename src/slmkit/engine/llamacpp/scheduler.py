@@ -111,7 +111,7 @@ class Scheduler:
             self.ctx.seq_rm(slot.seq, -1, -1)
             reused = 0
         slot.cached = slot.cached[:reused]  # the cells from ``reused`` on were just removed
-        slot.start(job, reused, sampler)
+        slot.start(job, reused, sampler, self.ctx.n_ctx_seq)
         self.reused_tokens_total += reused
 
     def _use_saved_state(self, slot: Slot, prompt: list[int]) -> None:
@@ -186,33 +186,20 @@ class Scheduler:
     def _on_token(self, slot: Slot, token: int, logprobs: list[TokenLogprob]) -> None:
         if not slot.first_token_at:
             slot.first_token_at = time.perf_counter()
-        request = slot.job.request if slot.job else None
-        assert request is not None
+        assert slot.job is not None
         if self.model.is_eog(token):
-            self._finish(slot, *self._drain(slot, "", FinishReason.STOP))
+            self._finish(slot, *slot.end.end(FinishReason.STOP, slot.text.flush()))
             return
         slot.generated += 1
-        text, hit = slot.stops.feed(slot.text.feed(self.model.piece(token)))
-        if hit:
-            self._finish(slot, text, FinishReason.STOP, token, logprobs)
-        elif (request.max_tokens is not None and slot.generated >= request.max_tokens) or (
-            len(slot.cached) + 1 >= self.ctx.n_ctx_seq
-        ):
-            self._finish(slot, *self._drain(slot, text, FinishReason.LENGTH), token, logprobs)
+        text, reason = slot.end.step(slot.text.feed(self.model.piece(token)), slot.generated, len(slot.cached),
+                                     slot.text.flush)
+        if reason is not None:
+            self._finish(slot, text, reason, token, logprobs)
         else:
             slot.last_token = token
-            assert slot.job is not None
             event = slot.event(text, [token])
             event.logprobs = logprobs
             slot.job.send(event)
-
-    @staticmethod
-    def _drain(slot: Slot, text: str, reason: FinishReason) -> tuple[str, FinishReason]:
-        """Flush held-back bytes and text at the end of a sequence."""
-        tail, hit = slot.stops.feed(slot.text.flush())
-        if hit:
-            return text + tail, FinishReason.STOP
-        return text + tail + slot.stops.flush(), reason
 
     def _finish(self, slot: Slot, text: str, reason: FinishReason, token: int | None = None,
                 logprobs: list[TokenLogprob] | None = None) -> None:
