@@ -63,7 +63,7 @@ class Model:
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = ll.llama_model_n_ctx_train(ptr)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
-        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_bufs = threading.local()  # one buffer per thread: request threads and the scheduler's
 
     def close(self) -> None:
         if self.ptr:
@@ -109,7 +109,9 @@ class Model:
         return list(arr[:n])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
-        buf = self._piece_buf
+        buf: ctypes.Array[ctypes.c_char] | None = getattr(self._piece_bufs, "buf", None)
+        if buf is None:
+            buf = self._piece_bufs.buf = ctypes.create_string_buffer(256)
         n = ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             big = ctypes.create_string_buffer(-n)

@@ -17,7 +17,7 @@ import llama_cpp as ll
 import numpy as np
 
 from slmkit.engine.llamacpp.bindings import Batch, Model
-from slmkit.errors import EngineError, ModelLoadError
+from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.settings import EngineSettings
 
 MAX_TOKENS_KEY = "slmkit.embedding.max_tokens"  # written by slmkit.convert.bert_gguf
@@ -119,18 +119,32 @@ class LlamaCppEmbedder:
         return [*tokens[: self.max_tokens - 1], last] if keep_last else tokens[: self.max_tokens]
 
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        """Unit-length vectors for already tokenized, already truncated inputs."""
+        """Unit-length vectors for already tokenized, already truncated inputs (400 naming
+        ``input`` for an empty input or a token id outside the vocabulary). Cancelling the
+        awaiting task (the client went away) stops the work at the next group of inputs."""
+        for index, tokens in enumerate(inputs):
+            if not tokens:
+                raise InvalidRequest(f"input {index} is empty", param="input")
+            if min(tokens) < 0 or max(tokens) >= self.model.n_vocab:
+                raise InvalidRequest(f"input {index} holds a token id outside the vocabulary "
+                                     f"(0..{self.model.n_vocab - 1})", param="input")
+        cancelled = threading.Event()
         self._busy += 1
         try:
-            return await asyncio.to_thread(self._embed_all, inputs)
+            return await asyncio.to_thread(self._embed_all, inputs, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         finally:
             self._busy -= 1
 
-    def _embed_all(self, inputs: list[list[int]]) -> list[list[float]]:
+    def _embed_all(self, inputs: list[list[int]], cancelled: threading.Event | None = None) -> list[list[float]]:
         out: list[list[float]] = []
         with self._lock:
             group: list[list[int]] = []
             for tokens in inputs:
+                if cancelled is not None and cancelled.is_set():
+                    raise EngineError("the embedding request was cancelled")
                 if len(tokens) > self.ctx.n_tokens:
                     raise EngineError(f"an input of {len(tokens)} tokens does not fit the batch")
                 if group and (sum(map(len, group)) + len(tokens) > self.ctx.n_tokens or len(group) >= MAX_SEQS):
