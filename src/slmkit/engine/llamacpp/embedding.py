@@ -17,6 +17,7 @@ import llama_cpp as ll
 import numpy as np
 
 from slmkit.engine.llamacpp.bindings import Batch, Model
+from slmkit.engine.llamacpp.lifetime import Lifetime
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.settings import EngineSettings
 
@@ -90,6 +91,7 @@ class LlamaCppEmbedder:
             f"{self.model.meta('general.architecture')}.attention.causal") != "false"
         self.batch = Batch(self.ctx.n_tokens)
         self._lock = threading.Lock()
+        self.lifetime = Lifetime(name)
         self._busy = 0
         self._info = {**self.model.describe(), "file": str(path), "format": "gguf", "kind": "embedding",
                       "context_length": self.max_tokens, "embedding_length": self.dimensions,
@@ -104,10 +106,16 @@ class LlamaCppEmbedder:
         return self._info
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        with self.lifetime.use():
+            return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.model.detokenize(tokens)
+        with self.lifetime.use():
+            return self.model.detokenize(tokens)
+
+    @property
+    def in_use(self) -> bool:
+        return self.lifetime.in_use
 
     def truncate(self, tokens: list[int]) -> list[int]:
         """Cut to the model's limit keeping the final separator token the model was trained with."""
@@ -131,7 +139,8 @@ class LlamaCppEmbedder:
         cancelled = threading.Event()
         self._busy += 1
         try:
-            return await asyncio.to_thread(self._embed_all, inputs, cancelled)
+            with self.lifetime.use():
+                return await asyncio.to_thread(self._embed_all, inputs, cancelled)
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -174,6 +183,7 @@ class LlamaCppEmbedder:
                 "prefix_cache_hit_tokens_total": 0}
 
     def close(self) -> None:
+        self.lifetime.close()
         with self._lock:
             self.batch.close()
             self.ctx.close()

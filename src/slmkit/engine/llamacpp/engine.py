@@ -11,6 +11,7 @@ from slmkit.engine.admission import EventStream, Job
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
 from slmkit.engine.llamacpp.lazy_grammar import check_grammar
+from slmkit.engine.llamacpp.lifetime import Lifetime
 from slmkit.engine.llamacpp.scheduler import Scheduler, check_tokens
 from slmkit.engine.llamacpp.template import ChatTemplate, plain_spans
 from slmkit.settings import EngineSettings
@@ -23,6 +24,7 @@ class LlamaCppEngine:
         self.name = name
         self.path = path
         self.parse_special_in_content = settings.parse_special_in_content
+        self.lifetime = Lifetime(name)
         self.model = Model(path)
         try:
             self.ctx = Context(self.model, n_seq=settings.parallel, ctx_per_seq=settings.ctx_size,
@@ -50,10 +52,12 @@ class LlamaCppEngine:
         return self._info
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        with self.lifetime.use():
+            return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.model.detokenize(tokens)
+        with self.lifetime.use():
+            return self.model.detokenize(tokens)
 
     def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
                     tools: list[dict[str, Any]] | None = None) -> str:
@@ -66,8 +70,9 @@ class LlamaCppEngine:
         bos = self.template.bos_token
         add = self.model.add_bos and not (bos and rendered.startswith(bos))
         contents = getattr(rendered, "contents", ())
-        spans = [] if self.parse_special_in_content or not contents else \
-            plain_spans(rendered, contents, self.model.special_texts)
+        with self.lifetime.use():
+            spans = [] if self.parse_special_in_content or not contents else \
+                plain_spans(rendered, contents, self.model.special_texts)
         if not spans:
             return self.tokenize(rendered, add_special=add, parse_special=True)
         tokens: list[int] = []
@@ -83,7 +88,8 @@ class LlamaCppEngine:
         for a token id outside the vocabulary)."""
         check_tokens(request.prompt, self.model.n_vocab)
         if request.sampling.grammar:
-            check_grammar(self.model, request.sampling.grammar)
+            with self.lifetime.use():
+                check_grammar(self.model, request.sampling.grammar)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return EventStream(job, self.scheduler)
@@ -99,7 +105,13 @@ class LlamaCppEngine:
     def slot_states(self) -> list[dict[str, int | bool]]:
         return self.scheduler.slot_states()
 
+    @property
+    def in_use(self) -> bool:
+        """A request thread is tokenizing or checking a grammar with this model right now."""
+        return self.lifetime.in_use
+
     def close(self) -> None:
+        self.lifetime.close()
         self.scheduler.close()
         self.ctx.close()
         self.model.close()
