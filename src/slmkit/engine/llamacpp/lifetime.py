@@ -17,7 +17,6 @@ from contextlib import contextmanager
 
 from slmkit.errors import ServiceUnavailable
 
-
 GRACE_S = 1.0
 
 
