@@ -4,6 +4,7 @@ the model again (in process, through ASGITransport)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 
@@ -13,8 +14,9 @@ from slmkit.settings import load_settings
 from tests.conftest import MODEL
 
 
-async def _recovery() -> None:
-    app = create_app(load_settings(engine__parallel=1, engine__ctx_size=256, engine__threads=2))
+async def _recovery(home: Path) -> None:
+    # a store of its own: keys that other tests created in the session's store would ask for auth
+    app = create_app(load_settings(engine__parallel=1, engine__ctx_size=256, engine__threads=2, store__home=home))
     registry = app.state.service.registry
     await registry.start()
     try:
@@ -32,8 +34,7 @@ async def _recovery() -> None:
             ready = await client.get("/ready")
             assert ready.status_code == 503 and "loads again" in ready.json()["reason"]
             assert "injected scheduler bug" in (await client.get("/health")).json()["engines"][MODEL]
-            reply = await client.post("/v1/chat/completions", json={
-                "model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+            reply = await client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 1})
             assert reply.status_code == 200, reply.text
             assert registry.get(MODEL) is not broken
             assert (await client.get("/ready")).status_code == 200
@@ -42,5 +43,5 @@ async def _recovery() -> None:
         await registry.aclose()
 
 
-def test_a_dead_scheduler_turns_ready_503_and_the_model_reloads() -> None:
-    asyncio.run(_recovery())
+def test_a_dead_scheduler_turns_ready_503_and_the_model_reloads(tmp_path: Path) -> None:
+    asyncio.run(_recovery(tmp_path))
