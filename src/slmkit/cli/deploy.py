@@ -61,7 +61,8 @@ def deploy() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and files as JSON.")
 @handle_errors
 def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas: int, max_replicas: int | None,
-               min_replicas: int | None, target_ongoing_requests: float | None, quant: str | None, ctx: int, slots: int, memory: str | None, api_keys_secret: str | None,
+               min_replicas: int | None, target_ongoing_requests: float | None, quant: str | None, ctx: int,
+               slots: int, memory: str | None, api_keys_secret: str | None,
                namespace: str, port: int, drain_timeout: int, image: str | None, upstreams: tuple[str, ...],
                listen: str, with_webui: bool, bake: bool, force: bool, as_json: bool) -> None:
     if target not in TARGETS:
@@ -107,7 +108,8 @@ def _check_replica_flags(target: str, replicas: int, min_replicas: int | None, m
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def check_cmd(directory: Path, as_json: bool) -> None:
-    """Validate rendered files: Kubernetes schemas (1.29, 1.31), kustomize, Compose schema, promtool, nginx -t."""
+    """Validate rendered files: Kubernetes schemas (1.29, 1.31), kustomize, Compose schema, promtool, nginx -t,
+    Ray Serve config and KubeRay RayService."""
     from slmkit.deploy.check import check_dir
 
     results = check_dir(directory)

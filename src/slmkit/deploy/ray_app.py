@@ -97,7 +97,7 @@ class SlmkitReplica:
         self.settings.store.home.mkdir(parents=True, exist_ok=True)
         ensure_model(self.settings, pull)
         self.replica = serve.get_replica_context().replica_id.unique_id
-        self.node_ip = ray.util.get_node_ip_address()
+        self.node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.metrics_port = metrics_port
         self.slm_app: FastAPI | None = None  # `app` is Serve's (the ASGI app it wraps)
         self._metrics_server: Any = None
@@ -164,6 +164,7 @@ async def replicas_route(request: Request) -> list[dict[str, Any]]:
 def build(args: dict[str, Any]) -> Application:
     """The Serve application builder named by ``import_path`` in serve-config.yaml."""
     parsed = RayAppArgs.model_validate(args)
-    return SlmkitReplica.bind(parsed.model, parsed.pull, parsed.settings,  # type: ignore[attr-defined]
-                              parsed.metrics_port)
+    app: Application = SlmkitReplica.bind(parsed.model, parsed.pull, parsed.settings,  # type: ignore[attr-defined]
+                                          parsed.metrics_port)
+    return app
 

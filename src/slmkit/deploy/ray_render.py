@@ -23,6 +23,10 @@ RAY_VERSION = "2.60.0"  # the version the live-cluster test runs (tests/deploy/t
 IMPORT_PATH = "slmkit.deploy.ray_app:build"
 KUBERAY_SERVE_PORT = 8000  # the port KubeRay's <name>-serve-svc forwards to
 RAY_OVERHEAD = 1024 * MIB  # raylet, proxy and worker baseline in each worker pod
+# Every Ray node's environment. Ray's proxy otherwise sends each request to a replica on its own
+# node until that one is full; an LLM request is seconds of compute, so balance on queue length.
+RAY_ENV = {"HOME": "/tmp", "HF_HOME": "/tmp/hf", "SLM_HOME": "/models",
+           "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"}
 
 
 def replica_cpus(plan: Plan) -> int:
@@ -75,8 +79,22 @@ def serve_config(plan: Plan, *, port: int, host: str = "0.0.0.0") -> dict[str, A
     }
 
 
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
+    """Block scalars for multi-line text (serveConfigV2 stays readable), no anchors for shared dicts."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def _dump(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, width=120)
+    return str(yaml.dump(value, Dumper=_Dumper, sort_keys=False, width=120))
 
 
 def _header(plan: Plan, what: str) -> str:
@@ -88,8 +106,7 @@ def _header(plan: Plan, what: str) -> str:
 
 def _container(plan: Plan, name: str, ports: list[tuple[str, int]], cpu: str, request: int, limit: int
                ) -> dict[str, Any]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in
-                                 (("HOME", "/tmp"), ("HF_HOME", "/tmp/hf"), ("SLM_HOME", "/models"))]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in RAY_ENV.items()]
     if plan.options.api_keys_secret:
         env.append({"name": "SLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": plan.options.api_keys_secret,
                                                                              "key": "api-key"}}})
