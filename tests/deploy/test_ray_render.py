@@ -57,6 +57,8 @@ def test_fixed_replicas_render_and_pass_every_check(fixed: Path) -> None:
     deployment = app["deployments"][0]
     sized = plan(DeployOptions(model=EMBEDDED, replicas=2, slots=2, ctx=512))
     assert app["import_path"] == "slmkit.deploy.ray_app:build" and app["args"]["model"] == EMBEDDED
+    discovery = config["applications"][1]
+    assert (discovery["route_prefix"], discovery["import_path"]) == ("/ray", "slmkit.deploy.ray_app:discovery")
     assert deployment["num_replicas"] == 2 and "autoscaling_config" not in deployment
     assert deployment["ray_actor_options"] == {"num_cpus": int(sized.cpu_request), "memory": sized.memory_request}
     assert deployment["graceful_shutdown_timeout_s"] == 30 and deployment["health_check_period_s"] > 0
@@ -139,3 +141,20 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], fragments: list[
 def test_min_replicas_is_for_ray_only(tmp_path: Path) -> None:
     assert_one_line_error(slm("k8s", "-m", EMBEDDED, "--min-replicas", "1", "--out", str(tmp_path / "o")),
                           "for the ray target")
+
+
+
+def test_replica_discovery_needs_the_key_when_one_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`/ray/replicas` (internal addresses) is behind the same key as the server's routes."""
+    from slmkit.deploy.ray_app import authorize
+    from slmkit.errors import Unauthorized
+    from slmkit.server.auth import KeyStore
+    from slmkit.settings import load_settings
+
+    keys = KeyStore(tmp_path / "keys.sqlite")  # empty
+    authorize(load_settings(security__api_key=None), keys, None)  # no key configured: open, like the server
+    keyed = load_settings(security__api_key="s3cret")
+    for header in (None, "Bearer wrong"):
+        with pytest.raises(Unauthorized):
+            authorize(keyed, keys, header)
+    authorize(keyed, keys, "Bearer s3cret")

@@ -5,8 +5,9 @@ A replica is one Ray actor holding ``create_app(settings)``: the engine with its
 (continuous batching over the replica's slots), the ``GenerationService`` and every route of both
 APIs, behind Ray Serve's HTTP proxy, which spreads requests over replicas and autoscales them on
 ongoing requests. Each replica also serves its own ``slm_*`` metrics on a port of its node and
-announces it in a small directory actor; ``GET /ray/replicas`` lists them in Prometheus' HTTP
-service-discovery format, so Prometheus scrapes every replica (see docs/deploy.md).
+announces it in a small directory actor; ``GET /ray/replicas`` (the discovery application) lists
+them in Prometheus' HTTP service-discovery format, so Prometheus scrapes every replica (see
+docs/deploy.md).
 
 This module needs Ray (``pip install 'slmkit[ray]'``); nothing else in slmkit imports it.
 """
@@ -26,6 +27,8 @@ from ray.serve import Application
 
 from slmkit.errors import ModelNotFound
 from slmkit.server.app import create_app
+from slmkit.server.auth import KeyStore, check_static, parse_bearer
+from slmkit.server.errors import install_error_handlers
 from slmkit.settings import Settings, load_settings
 
 log = logging.getLogger("slmkit.ray")
@@ -105,8 +108,6 @@ class SlmkitReplica:
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(self.settings)
-        app.add_api_route("/ray/replicas", replicas_route, methods=["GET"], tags=["ray"],
-                          summary="Every replica's metrics endpoint, as Prometheus HTTP service discovery")
         if self.metrics_port is not None:
             self._metrics_server, _ = start_http_server(self.metrics_port, addr=self.node_ip,
                                                         registry=app.state.guard.metrics.registry)
@@ -155,10 +156,44 @@ class SlmkitReplica:
             server.shutdown()
 
 
-async def replicas_route(request: Request) -> list[dict[str, Any]]:
-    """Prometheus ``http_sd_configs`` target groups: one per live replica."""
-    entries = await replica_directory().list.remote(3 * HEARTBEAT_S)
-    return list(entries)
+@serve.deployment(name="replicas", num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class ReplicaDiscovery:
+    """``GET /ray/replicas``: Prometheus ``http_sd_configs`` target groups, one per live replica.
+
+    An application of its own (route prefix ``/ray``), so discovery answers while every model
+    replica is busy or gone; behind the same keys as the server (static key or the key store)."""
+
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.keys = KeyStore(self.settings.keys_db)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        app = FastAPI(title="slmkit replica discovery")
+        install_error_handlers(app)
+        app.add_api_route("/replicas", self.replicas, methods=["GET"])
+        return app
+
+    async def replicas(self, request: Request) -> list[dict[str, Any]]:
+        authorize(self.settings, self.keys, request.headers.get("authorization"))
+        entries = await replica_directory().list.remote(3 * HEARTBEAT_S)
+        return list(entries)
+
+
+def authorize(settings: Settings, keys: KeyStore, header: str | None) -> None:
+    """The server's rule: with a static key or any stored key, a valid one is required."""
+    static = settings.security.api_key
+    if static is None and not keys.has_keys():
+        return
+    token = parse_bearer(header)
+    if static is None or not check_static(token, static.get_secret_value()):
+        keys.verify(token)  # raises Unauthorized (401 in the OpenAI error shape)
+
+
+def discovery(args: dict[str, Any]) -> Application:
+    """The builder of the discovery application (no arguments)."""
+    app: Application = ReplicaDiscovery.bind()  # type: ignore[attr-defined]
+    return app
 
 
 def build(args: dict[str, Any]) -> Application:

@@ -21,6 +21,7 @@ from slmkit.server.monitoring import asset
 
 RAY_VERSION = "2.60.0"  # the version the live-cluster test runs (tests/deploy/test_ray_cluster.py)
 IMPORT_PATH = "slmkit.deploy.ray_app:build"
+DISCOVERY_PATH = "slmkit.deploy.ray_app:discovery"
 KUBERAY_SERVE_PORT = 8000  # the port KubeRay's <name>-serve-svc forwards to
 RAY_OVERHEAD = 1024 * MIB  # raylet, proxy and worker baseline in each worker pod
 # Every Ray node's environment. Ray's proxy otherwise sends each request to a replica on its own
@@ -75,6 +76,9 @@ def serve_config(plan: Plan, *, port: int, host: str = "0.0.0.0") -> dict[str, A
             "args": {"model": plan.pull_spec, "pull": None if plan.pull_spec == plan.served_name else plan.pull_spec,
                      "settings": settings, "metrics_port": 0},
             "deployments": [deployment],
+        }, {
+            # GET /ray/replicas: every replica's metrics endpoint, for Prometheus (docs/deploy.md).
+            "name": "slmkit-replicas", "route_prefix": "/ray", "import_path": DISCOVERY_PATH,
         }],
     }
 
