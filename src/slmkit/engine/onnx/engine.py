@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import Job, JobStream
+from slmkit.engine.admission import Job, JobStream, check_tokens
 from slmkit.engine.base import GenerationRequest, ModelInfo
 from slmkit.engine.llamacpp.template import ChatTemplate
 from slmkit.engine.onnx.runtime import genai, read_genai_config
@@ -88,6 +88,7 @@ class OnnxEngine:
             bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
             request = replace(request, sampling=replace(request.sampling, logit_bias=bias, ignore_eos=False))
         check_supported(request, self._vocab)
+        check_tokens(request.prompt, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return JobStream(job, self.scheduler)

@@ -80,7 +80,7 @@ async def chat(body: ChatRequest, request: Request) -> Any:
 @router.post("/api/embed")
 @model_route(model_kind="embedding")
 async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
-    result = await service(request).embed(body.to_call())
+    result = await until_disconnected(request, service(request).embed(body.to_call()))
     return EmbedResponse(model=body.model, embeddings=result.vectors, total_duration=wire.ns(result.total_s),
                          load_duration=wire.ns(result.load_s), prompt_eval_count=result.prompt_tokens)
 
@@ -88,7 +88,7 @@ async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
 @router.post("/api/embeddings")
 @model_route(model_kind="embedding")
 async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:
-    result = await service(request).embed(body.to_call())
+    result = await until_disconnected(request, service(request).embed(body.to_call()))
     return EmbeddingsResponse(embedding=result.vectors[0])
 
 

@@ -50,7 +50,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
     """Sentence vectors (unit length). ``dimensions`` is accepted only when it equals the
     model's own; inputs over the model's context are rejected (OpenAI does the same)."""
-    result = await service(request).embed(body.to_call())
+    result = await until_disconnected(request, service(request).embed(body.to_call()))
     data = [EmbeddingData(index=i, embedding=_encode(v, body.encoding_format)) for i, v in enumerate(result.vectors)]
     usage = EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens)
     return EmbeddingResponse(data=data, model=result.model, usage=usage)

@@ -121,7 +121,7 @@ class GenerationService:
         if len(call.messages) > self.limits.max_messages:
             raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param=call.params.input)
         options = self._options(engine, call.options, call.params)
-        plan = self._plan(call)
+        plan = await asyncio.to_thread(self._plan, call)
         grammar = plan.grammar if plan is not None else await _grammar(call.format)
         truncate = call.truncate if call.truncate is not None else (
             self.registry.settings.engine.context_overflow == "truncate")
@@ -212,7 +212,7 @@ class GenerationService:
         return options
 
     @staticmethod
-    def _plan(call: ChatCall) -> ToolPlan | None:
+    def _plan(call: ChatCall) -> ToolPlan | None:  # builds a grammar: called in a worker thread
         if call.tools is None and call.tool_choice is None:
             return None
         plan = plan_tools(parse_tools(call.tools, call.params.tools), call.tool_choice, call.parallel_tool_calls)
