@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,15 @@ import pytest
 
 from slmkit.server.app import create_app
 from slmkit.server.auth import KeyStore
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.settings import EngineSettings, Settings, load_settings
 from slmkit.store.create import create
 from slmkit.store.modelfile import parse_modelfile
 from slmkit.store.store import Store
 from tests.fake_engine import FakeEngine
 
-MODEL = "smollm2-135m-instruct"  # an embedded model: its GGUF header is read, its engine is fake
+MODEL = "smollm2-135m-instruct"
+client_app: contextvars.ContextVar[Any] = contextvars.ContextVar("client_app")  # the app app_client serves  # an embedded model: its GGUF header is read, its engine is fake
 
 
 @dataclass
@@ -51,10 +54,28 @@ def settings(home: Path, **overrides: Any) -> Settings:
     return load_settings(store__home=home, server__models=[MODEL], engine__ctx_size=2048, **overrides)
 
 
+class ManualClock(Clock):
+    """Time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.offset
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+
 @contextlib.asynccontextmanager
-async def app_client(config: Settings, api_key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(config: Settings, api_key: str | None = None,
+                     clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[httpx.AsyncClient]:
     """The app, started (lifespan) and served in process."""
-    app = create_app(config)
+    app = create_app(config, clock)
+    client_app.set(app)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -68,8 +89,8 @@ def make_profile(home: Path, name: str, modelfile: str) -> None:
     create(Store(home), name, parse_modelfile(modelfile))
 
 
-def make_key(config: Settings, **scope: Any) -> str:
-    key, _ = KeyStore(config.keys_db).create("test", **scope)
+def make_key(config: Settings, clock: Clock = SYSTEM_CLOCK, **scope: Any) -> str:
+    key, _ = KeyStore(config.keys_db, clock).create("test", **scope)
     return key
 
 

@@ -14,17 +14,15 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from typing_extensions import Unpack
 
-from slmkit.api.requests import ChatKwargs, GenerateKwargs, Messages, Structure, chat_body, completion_body
-from slmkit.api.results import Choice, Chunk, Completion, Usage, finish_name
+from slmkit.api.requests import ChatKwargs, GenerateKwargs, Messages, chat_body, completion_body
+from slmkit.api.results import Chunk, Completion, completion_of, finish_name, usage_of
 from slmkit.engine.base import Embedder, Engine
 from slmkit.errors import Forbidden, InvalidRequest, ModelClosed
 from slmkit.server.auth import KeyStore
 from slmkit.server.context import Principal
-from slmkit.server.generation import TokenCounts
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.usecases.calls import ChatCall, CompletionCall, EmbedCall
-from slmkit.server.usecases.run import RunResult
 from slmkit.server.usecases.service import GenerationService, Prepared
 from slmkit.settings import EngineSettings, Settings, load_settings
 
@@ -158,7 +156,7 @@ class Model:
     async def _chat(self, messages: Messages, options: ChatKwargs) -> Completion:
         body, structure = chat_body(messages, options)
         run = await self._service.chat(self._call(body.to_call()))
-        return _completion(await run.collect(), structure)
+        return completion_of(await run.collect(), structure)
 
     def parse(self, messages: Messages, schema: Any, **options: Unpack[GenerateKwargs]) -> Any:
         """The validated object of ``schema`` (a pydantic model class or a JSON schema) that the
@@ -181,7 +179,7 @@ class Model:
     async def _complete(self, prompt: str, options: GenerateKwargs) -> Completion:
         body, structure = completion_body(prompt, options)
         run = await self._service.complete(self._call(body.to_call()))
-        return _completion(await run.collect(), structure)
+        return completion_of(await run.collect(), structure)
 
     # -- streaming -----------------------------------------------------------------------
     def stream(self, messages: Messages | None = None, *, prompt: str | None = None,
@@ -220,7 +218,7 @@ class Model:
         try:
             async for delta in run.deltas():
                 if delta.finish is not None:
-                    yield Chunk(delta.text, finish_name(delta.finish), _usage(run.counts), delta.logprobs)
+                    yield Chunk(delta.text, finish_name(delta.finish), usage_of(run.counts), delta.logprobs)
                 elif delta.text or delta.logprobs:
                     yield Chunk(delta.text, logprobs=delta.logprobs)
         finally:
@@ -343,18 +341,3 @@ class Model:
 
 async def _next(chunks: AsyncIterator[Chunk]) -> Chunk:
     return await chunks.__anext__()
-
-
-def _usage(counts: TokenCounts) -> Usage:
-    return Usage(prompt_tokens=counts.prompt_tokens, completion_tokens=counts.completion_tokens,
-                 cached_tokens=counts.cached_tokens)
-
-
-def _completion(result: RunResult, structure: Structure | None) -> Completion:
-    choices = []
-    for c in result.choices:
-        reason = finish_name(c.finish)
-        parsed = structure.parse(c.text, reason) if structure is not None and not c.tool_calls else None
-        choices.append(Choice(index=c.index, text=c.text, finish_reason=reason, parsed=parsed,
-                              tool_calls=c.tool_calls, logprobs=c.logprobs))
-    return Completion(model=result.run.model, choices=choices, usage=_usage(result.run.counts))

@@ -12,6 +12,7 @@ from slmkit import __version__
 from slmkit.engine.llamacpp import grammar
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.errors import install_error_handlers
 from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
@@ -23,15 +24,15 @@ from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     """Build the server. The default model loads when the app starts (lifespan), the others on
     first use; all unload when it stops."""
     grammar.configure(grammar.GrammarLimits.from_settings(settings.engine))
-    registry = ModelRegistry(settings)
+    registry = ModelRegistry(settings, clock)
     metrics = Metrics(registry)
     security = settings.security
-    guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db),
-                       limiter=RateLimiter(security.max_concurrent_per_key),
+    guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db, clock),
+                       limiter=RateLimiter(security.max_concurrent_per_key, clock.monotonic),
                        audit=AuditLog(security.audit_log, max_bytes=security.audit_max_bytes,
                                       backups=security.audit_backups), registry=registry)
 

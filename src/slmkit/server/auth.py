@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.errors import InvalidRequest, Unauthorized
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.context import Principal
 
 PREFIX = "slm_"
@@ -62,9 +63,12 @@ class KeyRecord:
 
     @property
     def status(self) -> str:
+        return self.status_at(time.time())
+
+    def status_at(self, now: float) -> str:
         if self.revoked:
             return "revoked"
-        if self.expires is not None and self.expires < time.time():
+        if self.expires is not None and self.expires < now:
             return "expired"
         return "active"
 
@@ -76,8 +80,9 @@ class KeyRecord:
 class KeyStore:
     """The keys table in ``path`` (one SQLite file, shared by all workers on the host)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self.clock = clock
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -104,7 +109,7 @@ class KeyStore:
                 raise InvalidRequest(f"{label} must be a positive integer", param=label)
         key_id = secrets.token_hex(4)
         key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        now = time.time()
+        now = self.clock.time()
         expires = now + ttl_s if ttl_s else None
         with self._db() as db:
             db.execute("INSERT INTO keys (id, name, hash, models, rpm, tpm, created, expires, revoked, admin) "
@@ -130,7 +135,8 @@ class KeyStore:
         return matches[0]
 
     def has_keys(self) -> bool:
-        return any(k.status == "active" for k in self.list())
+        now = self.clock.time()
+        return any(k.status_at(now) == "active" for k in self.list())
 
     def verify(self, key: str) -> Principal:
         """The principal for ``key``; Unauthorized (same message for every cause) otherwise."""
@@ -143,7 +149,7 @@ class KeyStore:
         if not hmac.compare_digest(stored, _hash(key)) or row is None:
             raise Unauthorized(BAD_KEY)
         record = _record(row[:9])
-        if record.status != "active":
+        if record.status_at(self.clock.time()) != "active":
             raise Unauthorized(BAD_KEY)
         return record.principal()
 

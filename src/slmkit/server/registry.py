@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from slmkit.engine.base import Embedder, Engine
 from slmkit.engine.factory import open_engine
 from slmkit.engine.llamacpp.metadata import GgufFacts, read_facts
 from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
+from slmkit.server.loaded import LoadedModel, profile_template, sha256_of
 from slmkit.settings import Settings
 from slmkit.store.embedded import ALIASES, EMBEDDED
-from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
-from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
 _REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
@@ -44,52 +41,12 @@ ACQUIRE_GRACE_S = 1.0
 AnyEngine = Engine | Embedder
 
 
-@dataclass(eq=False)
-class LoadedModel:
-    name: str
-    engine: Any  # Engine | Embedder
-    facts: GgufFacts
-    path: Path
-    memory_bytes: int
-    loaded_at: float  # epoch seconds
-    load_seconds: float
-    keep_alive: float = 300.0
-    deadline: float | None = None  # monotonic; None: forever
-    last_used: float = field(default_factory=time.monotonic)
-    profile: Profile | None = None  # Modelfile defaults (SYSTEM, MESSAGE, PARAMETER)
-    template: ProfileTemplate | None = None  # the profile's TEMPLATE, compiled
-
-    @property
-    def kind(self) -> str:
-        return "embedding" if self.facts.is_embedding else "chat"
-
-    @property
-    def failure(self) -> str | None:
-        """Why the engine stopped working (e.g. its scheduler thread died), else None."""
-        return getattr(self.engine, "failure", None)
-
-    def busy(self) -> bool:
-        stats = self.engine.stats()
-        return bool(stats.get("running", 0) or stats.get("waiting", 0) or getattr(self.engine, "in_use", False))
-
-    def touch(self, keep_alive: float) -> None:
-        now = time.monotonic()
-        self.last_used = now
-        self.keep_alive = keep_alive
-        self.deadline = None if keep_alive < 0 else now + keep_alive
-
-    def expires_at(self) -> float | None:
-        """Epoch seconds at which the model unloads if it stays idle; None: never."""
-        if self.deadline is None:
-            return None
-        return time.time() + max(0.0, self.deadline - time.monotonic())
-
-
 class ModelRegistry:
     """Loads models on demand, keeps them for their keep-alive, evicts the least recently used."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.started_at = int(time.time())
         self._specs: dict[str, str] = {}  # served name -> what to resolve
         self._kinds: dict[str, str] = {}  # served name -> chat | embedding, where known
@@ -129,6 +86,11 @@ class ModelRegistry:
         self._reaper = asyncio.create_task(self._reap(), name="slm-model-reaper")
         if self.default is not None:
             await self.acquire(self.default)
+
+    def wake(self) -> None:
+        """Check keep-alive deadlines now (after a request, or a test moving the clock)."""
+        if self._wake is not None:
+            self._wake.set()
 
     async def aclose(self) -> None:
         self._stopping = True
@@ -221,7 +183,7 @@ class ModelRegistry:
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key not in self._digests:
-            self._digests[key] = await asyncio.to_thread(_sha256, path)
+            self._digests[key] = await asyncio.to_thread(sha256_of, path)
         return self._digests[key]
 
     # -- loading -------------------------------------------------------------------
@@ -291,8 +253,8 @@ class ModelRegistry:
             raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
         seconds = time.perf_counter() - started
         entry = LoadedModel(name=resolved.name, engine=engine, facts=facts, path=resolved.path,
-                            memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds,
-                            profile=resolved.profile, template=_profile_template(engine, resolved.profile))
+                            memory_bytes=memory, loaded_at=self.clock.time(), load_seconds=seconds, clock=self.clock,
+                            profile=resolved.profile, template=profile_template(engine, resolved.profile))
         self._loaded[resolved.name] = entry
         self._kinds[resolved.name] = entry.kind
         log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, seconds)
@@ -331,7 +293,7 @@ class ModelRegistry:
     async def _reap(self) -> None:
         assert self._wake is not None
         while not self._stopping:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for entry in list(self._loaded.values()):
                 if entry.deadline is None:
                     continue
@@ -351,23 +313,3 @@ class ModelRegistry:
             finally:
                 waiter.cancel()
             self._wake.clear()
-
-
-def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate | None:
-    if profile is None or not profile.template or isinstance(engine, Embedder):
-        return None
-    return ProfileTemplate(profile.template, bos_token=engine.template.bos_token, eos_token=engine.template.eos_token)
-
-
-def _sha256(path: Path) -> str:
-    if path.is_dir():  # a model folder: hash its files in name order
-        digest = hashlib.sha256()
-        for file in sorted(f for f in path.rglob("*") if f.is_file()):
-            digest.update(file.relative_to(path).as_posix().encode())
-            digest.update(_sha256(file).encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
