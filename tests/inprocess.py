@@ -22,8 +22,8 @@ from slmkit.store.modelfile import parse_modelfile
 from slmkit.store.store import Store
 from tests.fake_engine import FakeEngine
 
-MODEL = "smollm2-135m-instruct"
-client_app: contextvars.ContextVar[Any] = contextvars.ContextVar("client_app")  # the app app_client serves  # an embedded model: its GGUF header is read, its engine is fake
+MODEL = "smollm2-135m-instruct"  # an embedded model: its GGUF header is read, its engine is fake
+client_app: contextvars.ContextVar[Any] = contextvars.ContextVar("client_app")  # the app app_client serves
 
 
 @dataclass
