@@ -34,6 +34,8 @@ class EngineSettings(BaseModel):
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
                                   "any more (like llama-server's --cache-ram); 0: off.")
+    speculative: Literal["ngram", "off"] = Field("ngram", description="llama.cpp engine: prompt-lookup (n-gram) "
+                                                 "speculative decoding, adaptive per sequence; off: none.")
 
     def n_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)

@@ -35,7 +35,8 @@ class LlamaCppEngine:
         )
         self.scheduler = Scheduler(self.model, self.ctx, slots=settings.parallel,
                                    max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
-                                   name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20)
+                                   name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20,
+                                   speculative=settings.speculative == "ngram")
         self._info = {**self.model.describe(), "file": str(path), "format": "gguf",
                       "context_length": self.ctx.n_ctx_seq, "slots": settings.parallel}
 
