@@ -26,8 +26,8 @@ PASSAGE = ("The lighthouse at Cape Mora was built in 1871 from granite quarried 
            "the keeper, Elias Varga, kept the light burning through a storm that lasted four days, and his logbook "
            "records that he slept only in the afternoons.")
 COPY = f"Copy this passage exactly, word for word:\n\n{PASSAGE}"
-OTHERS = {f"{PASSAGE}\n\nQuote the sentence about the storm, then explain it.": 48,
-          "Write a short story about a dragon who bakes bread.": 32}
+OTHERS = {f"{PASSAGE}\n\nQuote the sentence about the storm, then explain it.": 32,
+          "Write a short story about a dragon who bakes bread.": 24}
 GREEDY = SamplingParams(temperature=0)
 
 
@@ -174,9 +174,9 @@ async def test_grammar_constrained_output_is_identical(engines: dict[str, LlamaC
 async def test_seeded_sampling_reproduces_and_matches(engines: dict[str, LlamaCppEngine]) -> None:
     prompt = chat(engines["off"], COPY)
     sampling = SamplingParams(temperature=0.7, seed=1234)
-    first = await run(engines["ngram"], prompt, sampling, max_tokens=48)
-    again = await run(engines["ngram"], prompt, sampling, max_tokens=48)
-    plain = await run(engines["off"], prompt, sampling, max_tokens=48)
+    first = await run(engines["ngram"], prompt, sampling, max_tokens=32)
+    again = await run(engines["ngram"], prompt, sampling, max_tokens=32)
+    plain = await run(engines["off"], prompt, sampling, max_tokens=32)
     assert first.tokens == again.tokens == plain.tokens  # the sampler's draws are those of plain decoding
 
 
