@@ -48,23 +48,27 @@ def _budget(hw: Hardware) -> tuple[int, str]:
     return int(hw.ram_available * HEADROOM), "cpu"
 
 
-def _best_fit(entry: CatalogEntry, budget: int, disk: int, ctx: int, parallel: int, floor: str) -> Candidate | None:
+def _best_fit(entry: CatalogEntry, budget: int, disk: int, ctx: int, parallel: int, floor: str,
+              kv: tuple[str, str] = ("f16", "f16")) -> Candidate | None:
     allowed = QUALITY_ORDER[: QUALITY_ORDER.index(floor) + 1]
     for quant in [q for q in allowed if q in entry.files]:
-        est = estimate_entry(entry, quant, ctx=min(ctx, entry.architecture.max_context), parallel=parallel)
+        est = estimate_entry(entry, quant, ctx=min(ctx, entry.architecture.max_context), parallel=parallel,
+                             kv_type=kv[0], kv_type_v=kv[1])
         if est.total_bytes <= budget and (disk <= 0 or est.disk_bytes <= disk):
             return Candidate(entry, quant, est)
     return None
 
 
-def recommend(hw: Hardware, *, task: str = "chat", ctx: int = 4096, parallel: int = 1) -> Recommendation:
+def recommend(hw: Hardware, *, task: str = "chat", ctx: int = 4096, parallel: int = 1,
+              cache_type_k: str = "f16", cache_type_v: str = "f16") -> Recommendation:
     if task not in TASKS:
         raise InvalidRequest(f"unknown task '{task}'; choose one of {', '.join(TASKS)}", param="task")
     budget, device = _budget(hw)
     pool = [e for e in entries(task=task) if e.llama_cpp]
     fits: list[Candidate] = []
     for floor in (MIN_QUANT, QUALITY_ORDER[-1]):
-        fits = [c for e in pool if (c := _best_fit(e, budget, hw.disk_free, ctx, parallel, floor)) is not None]
+        fits = [c for e in pool if (c := _best_fit(e, budget, hw.disk_free, ctx, parallel, floor,
+                                                   (cache_type_k, cache_type_v))) is not None]
         if fits:
             break
     # Largest model first; among equals, the one whose task list leads with this task, then more bits.

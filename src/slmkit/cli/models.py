@@ -14,6 +14,8 @@ from slmkit.catalog.quant import KV_BYTES
 from slmkit.cli.common import console, handle_errors
 from slmkit.errors import ModelNotFound
 
+KV_CHOICES = ["f16", "q8_0", "q4_0"]  # the KV cache types slm serve offers (--cache-type-k/-v)
+
 
 @click.group()
 def models() -> None:
@@ -85,9 +87,14 @@ def estimate_cmd(name: str, quant: str | None, ctx: int, parallel: int, kv_type:
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--ram", default=None, help="Plan for this much RAM (e.g. 16G) instead of this machine's.")
 @click.option("--gpu-mem", default=None, help="Plan for this much GPU memory (e.g. 24G; 0 for none).")
+@click.option("--cache-type-k", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of keys the server will use (slm serve --cache-type-k).")
+@click.option("--cache-type-v", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of values.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: str | None, as_json: bool) -> None:
+def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: str | None, cache_type_k: str,
+                  cache_type_v: str, as_json: bool) -> None:
     """Pick the largest model and best quantization that fit this (or a planned) machine."""
     from slmkit.catalog.hardware import probe
     from slmkit.catalog.recommend import recommend
@@ -95,7 +102,7 @@ def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: 
 
     hw = probe(load_settings().store.home, ram=parse_size(ram) if ram else None,
                gpu_mem=parse_size(gpu_mem) if gpu_mem is not None else None)
-    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel)
+    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel, cache_type_k=cache_type_k, cache_type_v=cache_type_v)
     if as_json:
         click.echo(json.dumps({"hardware": hw.to_dict(), **rec.to_dict()}, indent=1))
         return

@@ -28,7 +28,8 @@ class LlamaCppEngine:
         self.model = Model(path)
         try:
             self.ctx = Context(self.model, n_seq=settings.parallel, ctx_per_seq=settings.ctx_size,
-                               n_batch=settings.batch_size, threads=settings.n_threads())
+                               n_batch=settings.batch_size, threads=settings.n_threads(),
+                               type_k=settings.cache_type_k, type_v=settings.cache_type_v)
         except Exception:
             self.model.close()
             raise
