@@ -45,3 +45,34 @@ async def _recovery(home: Path) -> None:
 
 def test_a_dead_scheduler_turns_ready_503_and_the_model_reloads(tmp_path: Path) -> None:
     asyncio.run(_recovery(tmp_path))
+
+
+async def _short_keep_alive(home: Path) -> list[int]:
+    app = create_app(load_settings(engine__parallel=2, engine__ctx_size=512, engine__threads=2, store__home=home))
+    registry = app.state.service.registry
+    await registry.start()
+    codes: list[int] = []
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            async def poll() -> None:  # (not /api/ps: its first call hashes the model file)
+                for _ in range(15):
+                    codes.append((await client.get("/health")).status_code)
+                    await asyncio.sleep(0.02)
+
+            async def generate(keep_alive: str) -> None:  # 1ns: due for unloading at once
+                body = {"model": MODEL, "prompt": "word " * 8, "raw": True, "stream": False, "keep_alive": keep_alive,
+                        "options": {"num_predict": 1}}
+                codes.append((await client.post("/api/generate", json=body)).status_code)
+
+            await asyncio.gather(poll(), generate("1ns"), generate("1ns"))
+    finally:
+        await registry.aclose()
+    return codes
+
+
+def test_a_short_keep_alive_never_frees_a_model_in_use(tmp_path: Path) -> None:
+    """Prompts are tokenized in worker threads, so the reaper may run between a request's steps:
+    it must not unload the model under it (a 404, or llama.cpp aborting on a freed vocabulary,
+    as this branch did before ``Lifetime`` and the acquire grace)."""
+    codes = asyncio.run(_short_keep_alive(tmp_path))
+    assert set(codes) == {200}

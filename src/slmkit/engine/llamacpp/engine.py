@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job
+from slmkit.engine.admission import EventStream, Job, check_tokens
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.llamacpp.bindings import Context, Model
 from slmkit.engine.llamacpp.lazy_grammar import check_grammar
 from slmkit.engine.llamacpp.lifetime import Lifetime
-from slmkit.engine.llamacpp.scheduler import Scheduler, check_tokens
+from slmkit.engine.llamacpp.scheduler import Scheduler
 from slmkit.engine.llamacpp.template import ChatTemplate, plain_spans
 from slmkit.settings import EngineSettings
 

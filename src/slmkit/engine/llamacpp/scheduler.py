@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from slmkit.engine.admission import AdmissionQueue, Job
+from slmkit.engine.admission import AdmissionQueue, Job, check_tokens
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
 from slmkit.engine.llamacpp.logprobs import token_logprob
@@ -15,7 +15,7 @@ from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Slot, common_prefix
 from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost
-from slmkit.errors import InvalidRequest, SlmkitError
+from slmkit.errors import SlmkitError
 
 log = logging.getLogger("slmkit.engine")
 
@@ -300,14 +300,3 @@ class Scheduler:
 def _error_event(job: Job, message: str) -> TokenEvent:
     return TokenEvent(finish_reason=FinishReason.ERROR, error=message, prompt_tokens=len(job.request.prompt))
 
-
-def check_tokens(prompt: list[int], n_vocab: int, param: str = "prompt") -> None:
-    """400 naming ``param`` unless every id is in the vocabulary (a bad id fails the whole
-    ``llama_decode`` batch, every other request in it too)."""
-    if not prompt:
-        raise InvalidRequest(f"the {param} is empty", param=param)
-    low, high = min(prompt), max(prompt)
-    if low < 0 or high >= n_vocab:
-        bad = low if low < 0 else high
-        raise InvalidRequest(f"the {param} holds token id {bad}, outside the vocabulary (0..{n_vocab - 1})",
-                             param=param)
