@@ -87,11 +87,11 @@ def peers(args: argparse.Namespace, gguf: Path) -> list[tuple[str, list[str], st
     lcp = [py, "-m", "llama_cpp.server", "--model", str(gguf), "--n_threads", t, "--n_threads_batch", t,
            "--n_ctx", c, "--host", "127.0.0.1", "--port", "{port}"]
     out = [("slmkit", [py, "-m", "slmkit", "serve", "--model", str(gguf), "--port", "{port}", "--threads", t,
-                       "--ctx-size", c, "--parallel", slots], "/health"),
+                       "--ctx-size", c, "--parallel", slots, "--speculative", "ngram"], "/health"),
            ("llama-cpp-python", lcp, "/v1/models"),
            ("llama-cpp-python (no interrupt)", [*lcp, "--interrupt_requests", "False"], "/v1/models")]
     if args.slmkit_spec_off:
-        out.append(("slmkit (speculation off)", [*out[0][1], "--speculative", "off"], "/health"))
+        out.append(("slmkit (speculation off)", [*out[0][1][:-1], "off"], "/health"))
     if args.llama_server:
         base = [str(args.llama_server), "-m", str(gguf), "-t", t, "-c", str(args.ctx_size * args.slots), "-np", slots,
                 "--host", "127.0.0.1", "--port", "{port}"]

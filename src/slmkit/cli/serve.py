@@ -34,7 +34,7 @@ from slmkit.settings import load_settings
 @click.option("--cache-type-v", type=click.Choice(["f16", "q8_0", "q4_0"]), default=None,
               help="KV cache type of values [f16].")
 @click.option("--speculative", type=click.Choice(["ngram", "off"]), default=None,
-              help="Prompt-lookup speculative decoding (llama.cpp engine), adaptive per sequence [ngram].")
+              help="Prompt-lookup speculative decoding (llama.cpp engine), adaptive per sequence [off].")
 @click.option("--api-key", default=None, help="One static API key (also SLM_API_KEY).")
 @click.option("--metrics-public", is_flag=True, default=None, help="Serve /metrics without a key.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable).")
