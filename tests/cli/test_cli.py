@@ -29,13 +29,6 @@ def test_run_one_shot_answers() -> None:
     assert "paris" in out.stdout.lower()
 
 
-def test_run_interactive_reads_stdin() -> None:
-    proc = subprocess.run([sys.executable, "-m", "slmkit", "run", "--temperature", "0", "--max-tokens", "12"],
-                          input="Say hello.\n/bye\n", capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.strip()) > 0
-
-
 @pytest.mark.parametrize("args", [["serve", "--model", "no-such-model"], ["run", "no-such-model", "hi"],
                                   ["serve", "--model", "/nonexistent/x.gguf"]])
 def test_bad_model_is_one_line_error(args: list[str]) -> None:
