@@ -57,8 +57,8 @@ def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperat
         logging.getLogger("slmkit.llama").setLevel(logging.ERROR)
     options: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens),
                                                  ("seed", seed)) if v is not None}
-    engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size), ("threads", threads))
-              if v is not None}
+    engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size),
+                                                ("threads", threads)) if v is not None}
     interactive = text is None
     with err_console.status(f"loading {name}") if interactive and sys.stderr.isatty() else nullcontext():
         loaded = slmkit.load(name, **engine)
