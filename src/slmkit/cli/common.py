@@ -41,6 +41,18 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class Aliased(click.Option):
+    """An option whose names after the first are old spellings: still accepted, not shown in --help."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        opts = self.opts
+        self.opts = opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
+
+
 def engine_options(func: F) -> F:
     """--parallel, --ctx-size and --threads, shared by serve and run."""
     options = [

@@ -13,6 +13,7 @@ from slmkit.cli.deploy import deploy
 from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
+from slmkit.cli.ps import ps, stop
 from slmkit.cli.quantize import quantize
 from slmkit.cli.run import run
 from slmkit.cli.serve import serve
@@ -29,6 +30,8 @@ def cli(log_level: str) -> None:
 
 cli.add_command(serve)
 cli.add_command(run)
+cli.add_command(ps)
+cli.add_command(stop)
 cli.add_command(keys)
 cli.add_command(models)
 cli.add_command(recommend_cmd)
@@ -40,4 +43,4 @@ cli.add_command(deploy)
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="slm")

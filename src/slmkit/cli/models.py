@@ -11,7 +11,7 @@ from rich.table import Table
 from slmkit.catalog.estimate import MemoryEstimate, estimate_entry, estimate_file, human, parse_size
 from slmkit.catalog.models import TASKS, entries, find
 from slmkit.catalog.quant import KV_BYTES
-from slmkit.cli.common import console, handle_errors
+from slmkit.cli.common import Aliased, console, handle_errors
 from slmkit.errors import ModelNotFound
 
 
@@ -59,7 +59,8 @@ def _estimate(name: str, quant: str | None, ctx: int, parallel: int, kv_type: st
 @models.command("estimate")
 @click.argument("name")
 @click.option("--quant", default=None, help="Quantization (catalog models) [q4_k_m].")
-@click.option("--ctx", type=click.IntRange(min=64), default=4096, show_default=True, help="Context per slot.")
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=click.IntRange(min=64), default=4096, show_default=True,
+              help="Context per slot.")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Slots.")
 @click.option("--kv-type", type=click.Choice(list(KV_BYTES)), default="f16", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -81,7 +82,8 @@ def estimate_cmd(name: str, quant: str | None, ctx: int, parallel: int, kv_type:
 
 @click.command("recommend")
 @click.option("--task", type=click.Choice(TASKS), default="chat", show_default=True)
-@click.option("--ctx", type=click.IntRange(min=64), default=4096, show_default=True)
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=click.IntRange(min=64), default=4096, show_default=True,
+              help="Context per slot.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--ram", default=None, help="Plan for this much RAM (e.g. 16G) instead of this machine's.")
 @click.option("--gpu-mem", default=None, help="Plan for this much GPU memory (e.g. 24G; 0 for none).")

@@ -9,13 +9,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from slmkit.catalog.estimate import human
 from slmkit.catalog.quant import FTYPES
-from slmkit.cli.common import console, err_console, handle_errors
+from slmkit.cli.common import Aliased, console, err_console, handle_errors
 
 
 @click.command()
 @click.argument("source")
-@click.option("--type", "qtype", required=True, type=click.Choice(list(FTYPES), case_sensitive=False),
-              help="Target quantization.")
+@click.option("--quant", "--type", "qtype", cls=Aliased, required=True,
+              type=click.Choice(list(FTYPES), case_sensitive=False), help="Target quantization.")
 @click.option("--name", default=None, help="Store name of the result [SOURCE:TYPE].")
 @click.option("--allow-requantize", is_flag=True, help="Allow a source that is already quantized (loses quality).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [all cores].")
