@@ -9,9 +9,9 @@ from typing import Any
 
 from slmkit.catalog.estimate import Dims, MemoryEstimate, estimate_entry, human
 from slmkit.catalog.hardware import Hardware
-from slmkit.catalog.speed import GPU_BANDWIDTH, active_weights_bytes, bytes_per_token, decode_speed
 from slmkit.catalog.models import TASKS, CatalogEntry, entries
 from slmkit.catalog.quant import QUALITY_ORDER
+from slmkit.catalog.speed import GPU_BANDWIDTH, active_weights_bytes, bytes_per_token, decode_speed
 from slmkit.errors import InvalidRequest
 
 HEADROOM = 0.8  # use at most this share of the memory budget
@@ -44,7 +44,8 @@ class Recommendation:
     min_speed: float = MIN_SPEED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "device": self.device, "budget_bytes": self.budget_bytes, "min_speed": self.min_speed,
+        return {"task": self.task, "device": self.device, "budget_bytes": self.budget_bytes,
+                "min_speed": self.min_speed,
                 "choice": self.choice.to_dict() if self.choice else None,
                 "runners_up": [c.to_dict() for c in self.runners_up], "reasons": self.reasons}
 
@@ -59,7 +60,8 @@ def _speed(entry: CatalogEntry, est: MemoryEstimate, hw: Hardware, device: str, 
     bandwidth = GPU_BANDWIDTH if device == "gpu" else hw.memory_bandwidth
     dims = Dims.from_architecture(entry.name, entry.parameters, entry.architecture)
     weights = active_weights_bytes(entry.parameters, entry.active_parameters, est.weights_bytes)
-    return decode_speed(bytes_per_token(weights, dims, ctx), bandwidth, hw.cpu_features if device == "cpu" else ["neon"])
+    features = hw.cpu_features if device == "cpu" else ["neon"]  # a GPU needs no CPU SIMD
+    return decode_speed(bytes_per_token(weights, dims, ctx), bandwidth, features)
 
 
 def _best_fit(entry: CatalogEntry, budget: int, hw: Hardware, device: str, ctx: int, parallel: int, floor: str,

@@ -39,7 +39,7 @@ def measure_bandwidth(threads: int, *, mib: int = _CHUNK_MIB, repeats: int = 3) 
         np.add.reduce(array)
     barrier = threading.Barrier(threads + 1)
 
-    def read(array: np.ndarray) -> None:  # type: ignore[type-arg]
+    def read(array: np.ndarray) -> None:
         barrier.wait()
         for _ in range(repeats):
             np.add.reduce(array)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slmkit.bench.protocols import Endpoint, SendOptions
@@ -248,7 +249,7 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
             try:
                 write_bench_plots(doc, output_dir, name)
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from slmkit.bench.engine_bench import SCHEMA, EngineBench, EngineBenchConfig, engine_markdown, write_engine_plot
 from slmkit.bench.report import now_iso, write_atomic
@@ -42,7 +43,7 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
             try:
                 write_engine_plot(rows, output_dir / f"{name}_engine.png", f"llama.cpp in process: {resolved.name}")
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

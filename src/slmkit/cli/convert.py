@@ -14,7 +14,7 @@ import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from slmkit.catalog.estimate import human
-from slmkit.cli.common import Aliased, console, err_console, handle_errors
+from slmkit.cli.common import Aliased, console, err_console, handle_errors, warn
 from slmkit.convert.gguf_tensors import OUTTYPES
 from slmkit.convert.olive import EXECUTION_PROVIDERS, OPTIMIZERS
 from slmkit.convert.onnx import ALGOS, PRECISIONS
@@ -37,7 +37,7 @@ HELP = """Convert SOURCE to another format and register the result in the store.
 @click.option("--to", "target", required=True, type=click.Choice(["onnx", "gguf"]), help="Target format.")
 @click.option("--quant", "--precision", "--outtype", "quant", cls=Aliased, default=None,
               type=click.Choice(sorted({*PRECISIONS, *OUTTYPES})),
-              help="ONNX: weight precision (int4, int8, fp16, fp32) [int4]; GGUF: tensor type of the matrices "
+              help="ONNX: weight precision (int4, int8, fp32) [int4]; GGUF: tensor type of the matrices "
                    "(f32, f16, q8_0; vectors stay f32) [f16].")
 @click.option("--algo", type=click.Choice(ALGOS), default=None,
               help="ONNX: quantization algorithm (k_quant: mixed int4/int8, a little slower to build) [default].")
@@ -78,7 +78,7 @@ def convert(source: str, target: str, quant: str | None, algo: str | None, optim
                                      threads=threads, optimizer=optimizer or "builder",
                                      provider=provider or "cpu", step=step)
     for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warn(warning)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
         return

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from slmkit.catalog.estimate import human, parse_size
 from slmkit.cli.common import Aliased, console, fail, handle_errors
@@ -117,8 +118,8 @@ def check_cmd(directory: Path, as_json: bool) -> None:
     else:
         for r in results:
             style = {"ok": "green", "failed": "red", "skipped": "yellow"}[r.status]
-            console.print(f"[{style}]{r.status:7}[/] {r.check}: {r.path}" + (f" ({r.detail})" if r.detail else ""),
-                          highlight=False)
+            detail = f" ({escape(r.detail)})" if r.detail else ""
+            console.print(f"[{style}]{r.status:7}[/] {r.check}: {escape(str(r.path))}{detail}", highlight=False)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         fail(f"{len(failed)} of {len(results)} checks failed")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from slmkit.catalog.estimate import MemoryEstimate, estimate_entry, estimate_file, human, parse_size
@@ -119,7 +120,7 @@ def recommend_cmd(task: str, ctx: int, parallel: int, min_speed: float, ram: str
     if rec.choice is not None:
         console.print(f"[bold green]recommended:[/] slm pull {rec.choice.entry.name}:{rec.choice.quant}")
     for line in rec.reasons:
-        console.print(f"  - {line}", highlight=False)
+        console.print(f"  - {escape(line)}", highlight=False)
     if rec.choice is None:
         raise SystemExit(1)
 

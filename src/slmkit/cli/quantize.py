@@ -9,7 +9,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from slmkit.catalog.estimate import human
 from slmkit.catalog.quant import FTYPES
-from slmkit.cli.common import Aliased, console, err_console, handle_errors
+from slmkit.cli.common import Aliased, console, err_console, handle_errors, warn
 
 
 @click.command()
@@ -35,7 +35,7 @@ def quantize(source: str, qtype: str, name: str | None, allow_requantize: bool, 
         report = run_quantize(
             store, source, qtype, name=name, allow_requantize=allow_requantize, threads=threads,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
-            warn=lambda msg: err_console.print(f"[yellow]warning:[/] {msg}", highlight=False))
+            warn=warn)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
         return

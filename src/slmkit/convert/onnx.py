@@ -22,13 +22,14 @@ from typing import Any
 
 from slmkit.convert import olive
 from slmkit.errors import ConversionError, InvalidRequest
+from slmkit.install import install_command
 from slmkit.store.names import parse_ref
 from slmkit.store.resolve import resolve_model
 from slmkit.store.store import Manifest, Store
 
 PRECISIONS = ("int4", "int8", "fp32")
 ALGOS = ("default", "k_quant")
-CONVERT_HINT = "converting to ONNX needs torch, transformers and onnxruntime-genai: pip install 'slmkit[convert]'"
+CONVERT_HINT = "converting to ONNX needs torch, transformers and onnxruntime-genai: " + install_command("convert")
 # Hugging Face architectures the builder of onnxruntime-genai 0.18 exports; the installed
 # builder's own list (read from its source) is used when it can be read.
 BUILDER_ARCHITECTURES = frozenset({
