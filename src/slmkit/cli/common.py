@@ -40,6 +40,29 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def quiet_llama(verbose: bool = False) -> None:
+    """llama.cpp's own log lines (per-tensor notes, n_ctx notices) go to $SLM_HOME/logs/llama.log,
+    not over progress bars and answers; ``verbose`` shows them on stderr as well."""
+    import logging
+
+    from slmkit.settings import load_settings
+
+    logger = logging.getLogger("slmkit.llama")
+    if verbose:
+        logger.setLevel(logging.INFO)
+        return
+    logger.propagate = False
+    try:
+        folder = load_settings().store.home / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "llama.log", encoding="utf-8")
+    except (OSError, ValueError):
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def handle_errors(func: F) -> F:
     """Turn expected errors into one line on stderr and a non-zero exit."""
 

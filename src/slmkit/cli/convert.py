@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from slmkit.catalog.estimate import human
@@ -76,9 +77,12 @@ def convert(source: str, target: str, quant: str | None, algo: str | None, optim
 
             report = convert_to_onnx(store, source, precision or "int4", algo=algo or "default", name=name,
                                      threads=threads, optimizer=optimizer or "builder",
-                                     provider=provider or "cpu", step=step)
-    for warning in report.warnings:
-        warn(warning)
+                                     provider=provider or "cpu", step=step,
+                                     warn=lambda m: progress.console.print(f"[yellow]warning:[/] {escape(m)}",
+                                                                           highlight=False, soft_wrap=True))
+    if target == "gguf":
+        for warning in report.warnings:
+            warn(warning)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
         return

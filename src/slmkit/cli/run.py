@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from slmkit.cli.common import engine_options, err_console, handle_errors
+from slmkit.cli.common import engine_options, err_console, handle_errors, quiet_llama
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.settings import DEFAULT_MODEL
 
@@ -28,7 +28,7 @@ _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/~-]*$")  # could be a model name 
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="Most tokens per answer [the profile's num_predict, else up to the context].")
 @click.option("--seed", type=int, default=None)
-@click.option("--verbose", is_flag=True, help="Show llama.cpp's own log lines.")
+@click.option("--verbose", is_flag=True, help="Show llama.cpp's own log lines [in $SLM_HOME/logs/llama.log].")
 @engine_options
 @handle_errors
 def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperature: float | None,
@@ -51,10 +51,7 @@ def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperat
         text = f"{text}\n\n{piped}" if text else piped
         if not text.strip():
             raise InvalidRequest("stdin was empty: pipe a prompt in, or give one as an argument")
-    if not verbose:
-        import logging
-
-        logging.getLogger("slmkit.llama").setLevel(logging.ERROR)
+    quiet_llama(verbose)
     options: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens),
                                                  ("seed", seed)) if v is not None}
     engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size),
