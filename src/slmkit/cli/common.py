@@ -63,6 +63,18 @@ def quiet_llama(verbose: bool = False) -> None:
     logger.setLevel(logging.INFO)
 
 
+def busy_hint(threads: int | None) -> None:
+    """One line when the machine is busy at start: llama.cpp's threads wait for each other at
+    every step, so on shared cores fewer threads than cores can be much faster."""
+    from slmkit.catalog.hardware import load_average, physical_cores
+
+    cores, load = physical_cores(), load_average()
+    if load > cores:
+        used = threads or cores
+        err_console.print(f"note: this machine is busy (load {load:.1f} on {cores} cores); {used} thread(s) will "
+                          f"share them, and --threads {max(1, cores // 2)} may be faster", highlight=False)
+
+
 def handle_errors(func: F) -> F:
     """Turn expected errors into one line on stderr and a non-zero exit."""
 
@@ -96,7 +108,7 @@ class Aliased(click.Option):
 def engine_options(func: F) -> F:
     """--parallel, --ctx-size and --threads, shared by serve and run."""
     options = [
-        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [all cores]."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads [the physical cores]."),
         click.option("--ctx-size", type=click.IntRange(min=64), default=None, help="Context per slot [2048]."),
         click.option("--parallel", type=click.IntRange(min=1, max=256), default=None, help="Slots [4]."),
     ]

@@ -26,6 +26,16 @@ from slmkit.cli.store import cp, create, list_cmd, pull, rm, show
 def cli(log_level: str) -> None:
     """slmkit: choose, get, optimize, serve and measure small language models."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from slmkit.cli.common import fail, warn
+    from slmkit.cli.env import check_settings, unknown_variables
+    from slmkit.errors import SlmkitError
+
+    for name in unknown_variables():
+        warn(f"{name} is not a setting slmkit knows; it is ignored (see docs/operations.md for the SLM_ variables)")
+    try:
+        check_settings()
+    except SlmkitError as exc:
+        fail(exc.message)
 
 
 cli.add_command(serve)

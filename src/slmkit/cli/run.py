@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from slmkit.cli.common import engine_options, err_console, handle_errors, quiet_llama
+from slmkit.cli.common import busy_hint, engine_options, err_console, handle_errors, quiet_llama
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.settings import DEFAULT_MODEL
 
@@ -57,6 +57,8 @@ def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperat
     engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size),
                                                 ("threads", threads)) if v is not None}
     interactive = text is None
+    if interactive and sys.stdin.isatty():
+        busy_hint(threads)
     with err_console.status(f"loading {name}") if interactive and sys.stderr.isatty() else nullcontext():
         loaded = slmkit.load(name, **engine)
     session = Session(loaded, engine, system=system, options=options)

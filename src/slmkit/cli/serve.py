@@ -52,7 +52,7 @@ def serve(model_args: tuple[str, ...], host: str | None, port: int | None, model
           drain_timeout: float | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Serve MODEL (or --model; default: the embedded smollm2-135m-instruct) over the OpenAI and
     Ollama APIs. The first model loads at start, others on first use."""
-    from slmkit.cli.serve_start import banner, check_port
+    from slmkit.cli.serve_start import banner, check_port, hint_busy
     from slmkit.errors import StoreError
     from slmkit.server.runner import serve as run_server
     from slmkit.store.resolve import resolve_model
@@ -82,4 +82,5 @@ def serve(model_args: tuple[str, ...], host: str | None, port: int | None, model
     check_port(settings.server.host, settings.server.port)
     for line in banner(settings):
         click.echo(line, err=True)
+    hint_busy(settings)
     run_server(settings)

@@ -26,6 +26,12 @@ def check_port(host: str, port: int) -> None:
             raise SlmkitError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def hint_busy(settings: Settings) -> None:
+    from slmkit.cli.common import busy_hint
+
+    busy_hint(settings.engine.threads)
+
+
 def keys_required(settings: Settings) -> bool:
     from slmkit.server.auth import KeyStore
 
