@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -58,7 +57,8 @@ def _bash(body: str, ports: dict[str, int]) -> str:
 
 
 @pytest.fixture(scope="module")
-def readme_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[str, subprocess.CompletedProcess[str]]]]:
+def readme_run(tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[list[tuple[str, subprocess.CompletedProcess[str]]]]:
     home = tmp_path_factory.mktemp("readme-home")
     work = tmp_path_factory.mktemp("readme-work")
     (work / ".venv" / "bin").mkdir(parents=True)
