@@ -1,6 +1,8 @@
 """README.md runs as written: every ```bash and ```python block, in order, in a fresh SLM_HOME,
 with `make run`'s server (`slm serve`) standing on a free port for 127.0.0.1:8080. Only the Hub
-pull is skipped (no network here); `make run` / `make test` themselves are what this runs under."""
+pull is skipped (no network here); `make run` / `make test` themselves are what this runs under.
+Every command gets SLM_ENGINE__THREADS=1: on the shared test machine two llama.cpp threads wait
+for each other at every step and generation crawls (see docs/models.md, the speed estimate)."""
 
 from __future__ import annotations
 
@@ -66,9 +68,9 @@ def readme_run(tmp_path_factory: pytest.TempPathFactory
         wrapper = work / ".venv" / "bin" / name
         wrapper.write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    server = ServerProcess("--threads", "2", env={"SLM_HOME": str(home)})  # `make run`
+    server = ServerProcess("--threads", "1", env={"SLM_HOME": str(home)})  # `make run`
     ports = {"8080": server.port, "8081": free_port(), "8082": free_port()}
-    env = {**os.environ, "SLM_HOME": str(home), "SLM_URL": server.url, "COLUMNS": "200"}
+    env = {**os.environ, "SLM_HOME": str(home), "SLM_URL": server.url, "COLUMNS": "200", "SLM_ENGINE__THREADS": "1"}
     results = []
     try:
         for index, (language, body) in enumerate(blocks()):

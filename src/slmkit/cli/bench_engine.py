@@ -13,6 +13,7 @@ from slmkit.bench.engine_bench import SCHEMA, EngineBench, EngineBenchConfig, en
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console
 from slmkit.errors import InvalidRequest
+from slmkit.settings import load_settings
 from slmkit.store.resolve import resolve_model
 
 
@@ -20,7 +21,7 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
                      threads: int | None, output_dir: Path | None, name: str, no_plots: bool, as_json: bool) -> None:
     resolved = resolve_model(model)
     config = EngineBenchConfig(batch_sizes=batch_sizes, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
-                               repeats=repeats, threads=threads or 2)
+                               repeats=repeats, threads=load_settings(engine__threads=threads).engine.n_threads())
     started = now_iso()
     with err_console.status(f"loading {resolved.name}") as status:
         engine = EngineBench(resolved.path, config)
