@@ -46,7 +46,7 @@ def main() -> None:
     for threads in (int(t) for t in args.threads.split(",")):
         bandwidths, measured = [], []
         for _ in range(args.rounds):
-            bandwidths.append(statistics.median(measure_bandwidth(threads) for _ in range(3)))
+            bandwidths.append(measure_bandwidth(threads))
             measured.append(bench_tg(threads))
         bandwidth, tg = statistics.median(bandwidths), statistics.median(measured)
         estimate = decode_speed(per_token, bandwidth, features)
