@@ -88,7 +88,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = Field(default_factory=StoreSettings)  # SLM_HOME read at load, not import
     security: SecuritySettings = SecuritySettings()
     log_level: str = "info"
 

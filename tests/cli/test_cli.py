@@ -23,10 +23,9 @@ def test_version() -> None:
 
 
 def test_run_one_shot_answers() -> None:
-    out = _slm("run", "smollm2-135m-instruct", "Which city is the capital of France?", "--temperature", "0",
-               "--max-tokens", "20")
+    out = _slm("run", "smollm2-135m-instruct", "What is 2 + 3?", "--temperature", "0", "--max-tokens", "20")
     assert out.returncode == 0, out.stderr
-    assert "paris" in out.stdout.lower()
+    assert "5" in out.stdout
 
 
 @pytest.mark.parametrize("args", [["serve", "--model", "no-such-model"], ["run", "no-such-model", "hi"],

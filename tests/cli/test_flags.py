@@ -12,7 +12,8 @@ from slmkit.cli.main import cli
 
 
 def _slm(*args: str, home: Path, **env: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env={"SLM_HOME": str(home), "COLUMNS": "200", **env},
+    """In process: SLM_HOME is read when slmkit is imported, so the store is SLM_STORE__HOME here."""
+    return CliRunner().invoke(cli, list(args), env={"SLM_STORE__HOME": str(home), "COLUMNS": "200", **env},
                               prog_name="slm")
 
 
@@ -53,6 +54,7 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(tmp_path: Path) -> Non
 
 def test_first_key_says_it_turns_on_auth_and_list_is_plain(tmp_path: Path) -> None:
     first = _slm("keys", "create", "--name", "web[app]", "--models", "a,b", home=tmp_path)
+    assert (tmp_path / "keys.sqlite").is_file()  # never the session's store: that would turn keys on there
     assert first.exit_code == 0 and "turns on authentication for every server" in first.output
     assert "(web[app])" in first.output  # brackets print literally
     second = _slm("keys", "create", "--name", "other", home=tmp_path)
