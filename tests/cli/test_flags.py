@@ -31,7 +31,7 @@ def test_deploy_k8s_help_names_the_target_with_choices_and_defaults(tmp_path: Pa
     out = _slm("deploy", "k8s", "--help", home=tmp_path).output
     assert out.startswith("Usage: slm deploy k8s --model NAME [OPTIONS]")
     assert "[llamacpp|vllm]" in out and "[default: llamacpp]" in out and "--ctx-size" in out
-    assert "--parallel" in out and "[default: 4;" in out and "--slots" not in out
+    assert "--parallel" in out and "[default: 4]" in out and "--slots" not in out
 
 
 def test_slm_variables_bad_and_unknown(tmp_path: Path) -> None:

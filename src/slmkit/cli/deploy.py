@@ -47,16 +47,16 @@ def deploy() -> None:
 @click.argument("target")
 @click.option("--model", "-m", required=True, help="Catalog or embedded model name.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [./deploy-TARGET].")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="llamacpp", show_default=True,
+              help="Output directory [./deploy-TARGET, e.g. ./deploy-k8s].")
+@click.option("--engine", metavar="[" + "|".join(ENGINES) + "]", default="llamacpp", show_default=True,
               help="llamacpp (CPU, slmkit) or vllm (GPU).")
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--replicas", type=int, default=1, show_default=True,
               help="Replicas (k8s minimum, nginx upstreams).")
 @click.option("--max-replicas", type=int, default=None, help="HPA maximum [4 x replicas].")
 @click.option("--quant", default=None, help="Quantization [q4_k_m].")
-@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=click.IntRange(min=64), default=2048, show_default=True,
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=int, default=2048, show_default=True,
               help="Context per slot.")
-@click.option("--parallel", "--slots", "slots", cls=Aliased, type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--parallel", "--slots", "slots", cls=Aliased, type=int, default=4, show_default=True,
               help="Slots per replica (vLLM: --max-num-seqs).")
 @click.option("--memory", "memory", default=None, help="Memory budget per replica (GPU memory for vLLM), e.g. 4G.")
 @click.option("--api-keys-secret", default=None, help="Secret holding the API key (key 'api-key').")
