@@ -301,4 +301,5 @@ def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: 
 def _workload_of(doc: dict[str, Any]) -> tuple[str, str]:
     """A result's workload: its name and its detail (prompt lengths, caps...)."""
     config = doc.get("config") or {}
-    return str(config.get("workload", doc.get("kind", "?"))), json.dumps(config.get("workload_detail"), sort_keys=True)
+    detail = {k: v for k, v in (config.get("workload_detail") or {}).items() if v is not None}  # unset = default
+    return str(config.get("workload", doc.get("kind", "?"))), json.dumps(detail, sort_keys=True)
