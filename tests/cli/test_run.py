@@ -68,6 +68,8 @@ def test_profile_commands_and_ctrl_c_in_a_terminal(terminal: Terminal) -> None:
     terminal.ask("/set parameter num_predict 3")
     assert "[answer cut at the token limit" in terminal.ask(LONG)
     assert "Cleared session context" in terminal.ask("/clear")
+    assert "Loading model 'smollm2-135m-instruct'" in terminal.ask(f"/load {MODEL}")
+    assert "2048 tokens per slot" in terminal.ask("/show info")  # the plain model: no profile's num_ctx
     assert "/show parameters" in terminal.ask("/?")
     terminal.send("\x04")  # Ctrl-D at the prompt: leave
     assert terminal.wait() == 0
