@@ -25,7 +25,7 @@ class EngineSettings(BaseModel):
 
     parallel: int = Field(4, ge=1, le=256, description="Slots: sequences decoded together.")
     ctx_size: int = Field(2048, ge=64, description="Context length of each slot, in tokens.")
-    threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: the physical cores.")
     batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
     prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
@@ -56,7 +56,10 @@ class EngineSettings(BaseModel):
                                            "llama-server does.")
 
     def n_threads(self) -> int:
-        return self.threads or max(1, os.cpu_count() or 1)
+        """``threads``, else the physical cores (SMT siblings only slow llama.cpp's decode down)."""
+        from slmkit.catalog.hardware import physical_cores
+
+        return self.threads or physical_cores()
 
 
 class StoreSettings(BaseModel):
@@ -105,7 +108,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = Field(default_factory=StoreSettings)  # SLM_HOME read at load, not import
     security: SecuritySettings = SecuritySettings()
     log_level: str = "info"
 

@@ -128,12 +128,17 @@ class BenchRunner:
         except (SlmkitError, ValueError, KeyError) as exc:
             self.problems[ep.label] = f"{ep.root} did not answer as an {ep.api} server: {exc}"
             return False
+        warming = getattr(self.progress, "warmup", None)  # optional: (label, done, total)
         for i in range(self.config.warmup):
             if stop.is_set():
                 return False
+            if warming:
+                warming(ep.label, i, self.config.warmup)
             record = RequestRecord(index=1_000_000 + i, start_s=0.0)  # not recorded; its own seeds
             prompt = salted(self.workload.item(i), self._run_salt(f"w{self.endpoints.index(ep)}"))
             await send(client, ep, prompt, self.config.send, record)
+            if warming:
+                warming(ep.label, i + 1, self.config.warmup)
             if record.error_kind == "connect":
                 self.problems[ep.label] = f"cannot reach {ep.root}: {record.error}"
                 return False

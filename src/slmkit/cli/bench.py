@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slmkit.bench.grounded import grounded_workload
@@ -87,6 +88,12 @@ class RichProgress:
         self.progress = progress
         self.task: Any = None
         self.tokens = 0
+
+    def warmup(self, label: str, done: int, total: int) -> None:
+        """Warm-up requests (not measured) show as their own bar, so a slow first load is visible."""
+        if done == 0:
+            self.task = self.progress.add_task(f"{label} warm-up", total=total, rate="not measured")
+        self.progress.update(self.task, completed=done)
 
     def run_started(self, label: str, total: int | None) -> None:
         self.tokens = 0
@@ -261,10 +268,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
             try:
                 write_bench_plots(doc, output_dir, name)
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-    else:
+    elif doc["runs"]:  # nothing measured (an unreachable server): the error line says why, no empty table
         console.print(table, highlight=False, soft_wrap=True)
 
 
@@ -276,8 +283,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
               help="Regression gate: exit 1 when B performs worse than this fraction of A (e.g. 0.7).")
 @click.option("--metric", "metrics", type=click.Choice([key for _, key, _, _ in COLUMNS]), multiple=True,
               help="Figure the gate checks; repeatable [output_tokens_per_s].")
+@click.option("--force", is_flag=True, help="Compare runs of different workloads anyway.")
 @handle_errors
-def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: tuple[str, ...]) -> None:
+def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: tuple[str, ...],
+            force: bool) -> None:
     """Ratios B/A of every figure of two `slm bench` results, matched by sweep level.
 
     With --fail-below R it is a regression gate for CI (A the baseline, B the new run): it exits
@@ -285,7 +294,12 @@ def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: 
     times, or a latency above 1/R times)."""
     if metrics and fail_below is None:
         raise InvalidRequest("--metric goes with --fail-below")
-    rows = compare_rows(load_document(a), load_document(b))
+    first, second = load_document(a), load_document(b)
+    workloads = [_workload_of(d) for d in (first, second)]
+    if workloads[0] != workloads[1] and not force:
+        raise InvalidRequest(f"{a} and {b} ran different workloads ({workloads[0][0]} vs {workloads[1][0]}); "
+                             "their figures do not compare (--force compares them anyway)")
+    rows = compare_rows(first, second)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -295,3 +309,10 @@ def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: 
         if found:
             fail(regression_message(found, fail_below))
         err_console.print(f"no regression below {fail_below:g} of the baseline")
+
+
+def _workload_of(doc: dict[str, Any]) -> tuple[str, str]:
+    """A result's workload: its name and its detail (prompt lengths, caps...)."""
+    config = doc.get("config") or {}
+    detail = {k: v for k, v in (config.get("workload_detail") or {}).items() if v is not None}  # unset = default
+    return str(config.get("workload", doc.get("kind", "?"))), json.dumps(detail, sort_keys=True)

@@ -256,6 +256,7 @@ class RunningEntry(BaseModel):
     expires_at: str
     size_vram: int = 0
     context_length: int
+    slots: int | None = None  # slmkit: sequences decoded together (not in Ollama)
 
 
 class PsResponse(BaseModel):
