@@ -34,6 +34,12 @@ class EngineSettings(BaseModel):
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
                                   "any more (like llama-server's --cache-ram); 0: off.")
+    cache_type_k: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of keys (llama.cpp "
+                                                         "engine); q8_0 halves the KV memory, q4_0 quarters it.")
+    cache_type_v: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of values.")
+    speculative: Literal["ngram", "off"] = Field("off", description="llama.cpp engine: prompt-lookup (n-gram) "
+                                                 "speculative decoding, adaptive per sequence; off: none (the "
+                                                 "default until a side-by-side benchmark shows it pays).")
     grammar_max_repeat: int = Field(1000, ge=1, le=4000, description="JSON schemas: the largest minItems, maxItems, "
                                     "minLength, maxLength (or {n} in a pattern) a grammar may be built for.")
     grammar_max_enum: int = Field(256, ge=1, description="JSON schemas: most values in one enum (each costs "

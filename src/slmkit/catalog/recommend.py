@@ -65,12 +65,13 @@ def _speed(entry: CatalogEntry, est: MemoryEstimate, hw: Hardware, device: str, 
 
 
 def _best_fit(entry: CatalogEntry, budget: int, hw: Hardware, device: str, ctx: int, parallel: int, floor: str,
-              min_speed: float) -> Candidate | None:
+              min_speed: float, kv: tuple[str, str] = ("f16", "f16")) -> Candidate | None:
     """The best quantization of ``entry`` that fits ``budget`` and (when it is known) reaches ``min_speed``."""
     allowed = QUALITY_ORDER[: QUALITY_ORDER.index(floor) + 1]
     fitting = None
     for quant in [q for q in allowed if q in entry.files]:
-        est = estimate_entry(entry, quant, ctx=min(ctx, entry.architecture.max_context), parallel=parallel)
+        est = estimate_entry(entry, quant, ctx=min(ctx, entry.architecture.max_context), parallel=parallel,
+                             kv_type=kv[0], kv_type_v=kv[1])
         if est.total_bytes <= budget and (hw.disk_free <= 0 or est.disk_bytes <= hw.disk_free):
             candidate = Candidate(entry, quant, est, _speed(entry, est, hw, device, est.ctx))
             if candidate.tokens_per_s >= min_speed or not candidate.tokens_per_s:
@@ -80,7 +81,7 @@ def _best_fit(entry: CatalogEntry, budget: int, hw: Hardware, device: str, ctx: 
 
 
 def recommend(hw: Hardware, *, task: str = "chat", ctx: int = 4096, parallel: int = 1,
-              min_speed: float = MIN_SPEED) -> Recommendation:
+              min_speed: float = MIN_SPEED, cache_type_k: str = "f16", cache_type_v: str = "f16") -> Recommendation:
     """Task fit first (a model whose first task is ``task``), then speed (``min_speed`` tokens/s
     when the machine's bandwidth is known; 0 turns the check off), then the largest model."""
     if task not in TASKS:
@@ -90,7 +91,8 @@ def recommend(hw: Hardware, *, task: str = "chat", ctx: int = 4096, parallel: in
     fits: list[Candidate] = []
     for floor in (MIN_QUANT, QUALITY_ORDER[-1]):
         fits = [c for e in pool
-                if (c := _best_fit(e, budget, hw, device, ctx, parallel, floor, min_speed)) is not None]
+                if (c := _best_fit(e, budget, hw, device, ctx, parallel, floor, min_speed,
+                                   (cache_type_k, cache_type_v))) is not None]
         if fits:
             break
     fast = [c for c in fits if c.tokens_per_s >= min_speed or not c.tokens_per_s]

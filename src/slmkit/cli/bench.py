@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import signal
 import sys
 from contextlib import ExitStack
@@ -17,6 +18,7 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from slmkit.bench.grounded import grounded_workload
 from slmkit.bench.protocols import Endpoint, SendOptions
 from slmkit.bench.records import RequestRecord
 from slmkit.bench.report import (
@@ -124,7 +126,9 @@ class RichProgress:
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds per run (instead of a count).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Unrecorded requests first.")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--workload", type=click.Choice(["mixed", "fixed"]), default="mixed", show_default=True)
+@click.option("--workload", type=click.Choice(["mixed", "fixed", "grounded"]), default="mixed", show_default=True,
+              help="mixed: chat questions; fixed: --prompt-tokens in, --max-tokens out; grounded: extract, "
+                   "rewrite or quote from a 300-600-token document.")
 @click.option("--prompts", type=click.Path(path_type=Path), default=None, help="JSONL file of prompts.")
 @click.option("--prompt-tokens", type=click.IntRange(min=1), default=128, show_default=True,
               help="Prompt length (words) of the fixed workload; prompt tokens for --engine.")
@@ -133,6 +137,8 @@ class RichProgress:
 @click.option("--ignore-eos/--no-ignore-eos", default=None, help="Ask for the full budget [on for fixed].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--salt", default=None, help="Each run's prompts start with [SALT.N], so no prompt cache filled by an "
+              "earlier run answers them [random for each invocation; 'none': unsalted].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Per request, s.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None, help="Slots of spawned servers [max level].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads of spawned servers / --engine.")
@@ -150,7 +156,8 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
               concurrency: str, rate: str | None, max_concurrency: int | None, requests: int | None,
               duration: float | None, warmup: int, repeats: int, workload: str, prompts: Path | None,
               prompt_tokens: int, max_tokens: int | None, ignore_eos: bool | None, temperature: float, seed: int,
-              timeout: float, parallel: int | None, threads: int | None, ctx_size: int | None, engine: str | None,
+              salt: str | None, timeout: float, parallel: int | None, threads: int | None, ctx_size: int | None,
+              engine: str | None,
               batch_sizes: str, gen_tokens: int, output_dir: Path | None, name: str, no_plots: bool,
               as_json: bool) -> None:
     """Load-test TARGETS: URLs ([label=][openai+|ollama+]URL[#model]) or model names to spawn."""
@@ -167,8 +174,12 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
     work = _workload(workload, prompts, prompt_tokens, max_tokens)
     send = SendOptions(temperature=temperature, seed=seed,
                        ignore_eos=work.ignore_eos if ignore_eos is None else ignore_eos)
+    salt = secrets.token_hex(4) if salt is None else (None if salt.lower() == "none" else salt)
     config = BenchConfig(levels=levels, requests=requests, duration_s=duration, max_concurrency=max_concurrency,
-                         warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send)
+                         warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send, salt=salt)
+    if not as_json:
+        err_console.print(f"prompt salt: {salt or 'none'} (each run's prompts start with [{salt}.RUN])"
+                          if salt else "prompts are not salted")
     targets = tuple(f"http://{t}" if _HOST_PORT.match(t) else t for t in targets)
     spawn_models = list(spawn) + [t for t in targets if "://" not in t]
     urls = [t for t in targets if "://" in t]
@@ -201,6 +212,8 @@ def _workload(kind: str, prompts: Path | None, prompt_tokens: int, max_tokens: i
         return jsonl_workload(prompts, max_tokens or 128)
     if kind == "fixed":
         return fixed_workload(prompt_tokens, max_tokens or 128)
+    if kind == "grounded":
+        return grounded_workload(max_tokens)
     return mixed_workload(max_tokens)
 
 
@@ -208,7 +221,7 @@ def _config_json(config: BenchConfig) -> dict[str, Any]:
     return {"requests_per_run": config.requests, "duration_s": config.duration_s,
             "max_concurrency": config.max_concurrency, "warmup": config.warmup, "repeats": config.repeats,
             "timeout_s": config.timeout_s, "seed": config.seed, "temperature": config.send.temperature,
-            "ignore_eos": config.send.ignore_eos}
+            "ignore_eos": config.send.ignore_eos, "salt": config.salt}
 
 
 def _spawn_all(stack: ExitStack, models: list[str], parallel: int | None, threads: int | None,

@@ -61,6 +61,10 @@ def deploy() -> None:
               help="Context per slot.")
 @click.option("--parallel", "--slots", "slots", cls=Aliased, type=int, default=4, show_default=True,
               help="Slots per replica (vLLM: --max-num-seqs).")
+@click.option("--cache-type-k", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type of keys (llama.cpp engine); sizes the memory request.")
+@click.option("--cache-type-v", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type of values.")
 @click.option("--memory", "memory", default=None, help="Memory budget per replica (GPU memory for vLLM), e.g. 4G.")
 @click.option("--api-keys-secret", default=None, help="Secret holding the API key (key 'api-key').")
 @click.option("--namespace", default="slmkit", show_default=True, help="Kubernetes namespace.")
@@ -78,7 +82,7 @@ def deploy() -> None:
 @handle_errors
 def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas: int, max_replicas: int | None,
                min_replicas: int | None, target_ongoing_requests: float | None, quant: str | None, ctx: int,
-               slots: int, memory: str | None, api_keys_secret: str | None,
+               slots: int, cache_type_k: str, cache_type_v: str, memory: str | None, api_keys_secret: str | None,
                namespace: str, port: int, drain_timeout: int, image: str | None, upstreams: tuple[str, ...],
                listen: str, with_webui: bool, bake: bool, force: bool, as_json: bool) -> None:
     if target not in TARGETS:
@@ -90,7 +94,8 @@ def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas:
                             api_keys_secret=api_keys_secret, with_webui=with_webui, bake=bake, namespace=namespace,
                             port=port, drain_timeout=drain_timeout, image=image, max_replicas=max_replicas,
                             memory_budget=parse_size(memory) if memory else None, min_replicas=min_replicas,
-                            target_ongoing_requests=target_ongoing_requests)
+                            target_ongoing_requests=target_ongoing_requests, cache_type_k=cache_type_k,
+                            cache_type_v=cache_type_v)
     the_plan = plan(options)
     extra = {"upstreams": list(upstreams) or None, "listen": listen} if target == "nginx" else {}
     files = render(target, the_plan, **extra)

@@ -15,6 +15,8 @@ from slmkit.catalog.quant import KV_BYTES
 from slmkit.cli.common import Aliased, console, handle_errors
 from slmkit.errors import ModelNotFound
 
+KV_CHOICES = ["f16", "q8_0", "q4_0"]  # the KV cache types slm serve offers (--cache-type-k/-v)
+
 
 @click.group()
 def models() -> None:
@@ -93,10 +95,15 @@ def estimate_cmd(name: str, quant: str | None, ctx: int, parallel: int, kv_type:
 @click.option("--cores", type=click.IntRange(min=1), default=None, help="Plan for this many physical cores.")
 @click.option("--bandwidth", default=None,
               help="Plan for this memory bandwidth in GB/s (e.g. 50) instead of measuring this machine's.")
+@click.option("--cache-type-k", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of keys the server will use (slm serve --cache-type-k).")
+@click.option("--cache-type-v", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of values.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def recommend_cmd(task: str, ctx: int, parallel: int, min_speed: float, ram: str | None, gpu_mem: str | None,
-                  cores: int | None, bandwidth: str | None, as_json: bool) -> None:
+                  cores: int | None, bandwidth: str | None, cache_type_k: str, cache_type_v: str,
+                  as_json: bool) -> None:
     """Pick a model for this (or a planned) machine: made for the task, fitting its memory and
     fast enough (--min-speed); among those the largest, at the best quantization."""
     from slmkit.catalog.hardware import probe
@@ -106,7 +113,8 @@ def recommend_cmd(task: str, ctx: int, parallel: int, min_speed: float, ram: str
     hw = probe(load_settings().store.home, ram=parse_size(ram) if ram else None,
                gpu_mem=parse_size(gpu_mem) if gpu_mem is not None else None, cores=cores,
                bandwidth=_gbps(bandwidth) if bandwidth else None, measure=min_speed > 0)
-    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel, min_speed=min_speed)
+    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel, min_speed=min_speed, cache_type_k=cache_type_k,
+                    cache_type_v=cache_type_v)
     if as_json:
         click.echo(json.dumps({"hardware": hw.to_dict(), **rec.to_dict()}, indent=1))
         return
