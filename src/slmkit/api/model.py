@@ -25,6 +25,7 @@ from slmkit.server.registry import ModelRegistry
 from slmkit.server.usecases.calls import ChatCall, CompletionCall, EmbedCall
 from slmkit.server.usecases.service import GenerationService, Prepared
 from slmkit.settings import EngineSettings, Settings, load_settings
+from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
 CallT = TypeVar("CallT", ChatCall, CompletionCall)
@@ -121,6 +122,22 @@ class Model:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def profile(self) -> Profile | None:
+        """The Modelfile profile it was loaded with (SYSTEM, TEMPLATE, PARAMETERs), if any."""
+        entry = self._registry.entry(self._engine.name)
+        return entry.profile if entry is not None else None
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template in use: the profile's TEMPLATE, else the model's own."""
+        profile = self.profile
+        if profile is not None and profile.template:
+            return profile.template
+        if isinstance(self._engine, Embedder):
+            return None
+        return getattr(self._engine.template, "source", None)
 
     def stats(self) -> dict[str, float]:
         """Live engine figures: running and waiting requests, KV-cache use, reused tokens."""

@@ -83,6 +83,7 @@ class Options(BaseModel):
     frequency_penalty: OllamaPenalty | None = None
     seed: Seed | None = None
     stop: list[str] | None = None
+    speculative: bool | None = None  # slmkit's extension: false turns prompt-lookup drafts off
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -94,7 +95,8 @@ class Options(BaseModel):
                              top_p=self.top_p, min_p=self.min_p, typical_p=self.typical_p,
                              repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n,
                              presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
-                             seed=self.seed, stop=self.stop, num_ctx=self.num_ctx)
+                             seed=self.seed, stop=self.stop, num_ctx=self.num_ctx,
+                             speculative=self.speculative)
 
     def max_tokens(self) -> int | None:
         """num_predict: -1 (infinite) and -2 (fill the context) both run to the context's end."""
@@ -269,6 +271,7 @@ class RunningEntry(BaseModel):
     expires_at: str
     size_vram: int = 0
     context_length: int
+    slots: int | None = None  # slmkit: sequences decoded together (not in Ollama)
 
 
 class PsResponse(BaseModel):

@@ -96,6 +96,7 @@ class SamplingFields(RequestBody):
     response_format: ResponseFormat | None = None
     user: str | None = None
     ignore_eos: bool | None = None  # vLLM's and llama-server's extension: generate max_tokens whatever comes
+    speculative: bool | None = None  # slmkit's extension: false turns prompt-lookup drafts off for this request
 
     @field_validator("logit_bias")
     @classmethod
@@ -109,7 +110,7 @@ class SamplingFields(RequestBody):
                              min_p=self.min_p, typical_p=self.typical_p, repeat_penalty=self.repeat_penalty,
                              presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
                              seed=self.seed, stop=self.stop, logit_bias=bias, ignore_eos=self.ignore_eos, n=self.n,
-                             logprobs=logprobs)
+                             logprobs=logprobs, speculative=self.speculative)
 
     def output_format(self) -> OutputFormat | None:
         fmt = self.response_format

@@ -17,7 +17,7 @@ PROFILE_FIELDS = {
     "frequency_penalty": "frequency_penalty", "seed": "seed", "stop": "stop", "num_predict": "max_tokens",
 }
 _SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
-             "presence_penalty", "frequency_penalty", "seed", "ignore_eos")
+             "presence_penalty", "frequency_penalty", "seed", "ignore_eos", "speculative")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class GenOptions:
     stop: tuple[str, ...] | None = None
     logit_bias: dict[int, float] | None = None
     ignore_eos: bool | None = None
+    speculative: bool | None = None  # prompt-lookup drafts for this request (None: the server's setting)
     num_ctx: int | None = None  # Ollama: shrink (never grow) the slot's context for this request
     n: int = 1
     logprobs: int | None = None  # alternatives per token (0: only the chosen one); None: off

@@ -242,9 +242,11 @@ class GenerationService:
                params: Params) -> Generation:
         """Queue one request per prompt and choice (all checks are done by then)."""
         sampling = options.sampling(grammar)
+        gid = uuid.uuid4().hex[:24]
+        pairs = [(p, k) for p in prompts_ for k in range(options.n)]
         requests = [GenerationRequest(prompt=p, sampling=_choice_sampling(sampling, k), max_tokens=options.max_tokens,
-                                      stop=options.stop or (), logprobs=options.logprobs)
-                    for p in prompts_ for k in range(options.n)]
+                                      stop=options.stop or (), logprobs=options.logprobs, request_id=f"{gid}/{i}")
+                    for i, (p, k) in enumerate(pairs)]
         streams: list[TokenEvents] = []
         try:
             for request in requests:
@@ -256,7 +258,7 @@ class GenerationService:
         context = request_context()
         context.add_prompt(engine.name, sum(len(p) for p in prompts_))
         observer = self.metrics.request(engine.name, sum(len(p) for p in prompts_), len(streams))
-        return Generation(id=uuid.uuid4().hex[:24], model=engine.name, created=int(time.time()),
+        return Generation(id=gid, model=engine.name, created=int(time.time()),
                           prompts=prompts_, n=options.n, streams=streams, observer=observer, context=context)
 
 
