@@ -48,7 +48,7 @@ def test_scope(home: Path, engines: Engines) -> None:
 
 
 def test_caps(home: Path, engines: Engines) -> None:
-    code, out, err = run(home, MODEL, "--max-tokens", str(10**6))
+    code, _out, err = run(home, MODEL, "--max-tokens", str(10**6))
     assert code != 0 and len(err.strip().splitlines()) == 1 and "max_tokens" in err
     assert not engines[MODEL].requests
 
