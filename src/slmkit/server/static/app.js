@@ -19,7 +19,9 @@ async function loadModels() {
   const tags = await (await fetch("/api/tags")).json();
   const select = $("model");
   for (const entry of tags.models) {
-    const show = await fetch("/api/show", { method: "POST", body: JSON.stringify({ model: entry.name }) });
+    const show = await fetch("/api/show", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ model: entry.name }),
+    });
     const info = show.ok ? await show.json() : { capabilities: [] };
     if (!(info.capabilities || []).includes("completion")) continue;
     const option = document.createElement("option");
