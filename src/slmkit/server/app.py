@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from slmkit import __version__
+from slmkit.server import openapi
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore
 from slmkit.server.browser import BrowserGuard
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(openai.router)
     app.include_router(openai_more.router)
     app.include_router(ollama.router)
