@@ -45,7 +45,7 @@ class DrainingServer(uvicorn.Server):
         self._signals += 1
         if self._signals == 2:
             log.warning("second SIGTERM: ending %d running request(s) now", self.guard.active)
-            self._end_streams("the server was stopped before the generation finished")
+            self._end_streams("the server shut down (second SIGTERM) before the generation finished")
             return
         if self._signals > 2:
             self.force_exit = self.should_exit = True
