@@ -15,7 +15,8 @@ from slmkit.settings import load_settings
 
 
 async def _echo(request: Request) -> JSONResponse:
-    return JSONResponse({"ok": True, "body": (await request.body()).decode()})
+    return JSONResponse({"ok": True, "body": (await request.body()).decode(),
+                         "type": request.headers.get("content-type")})
 
 
 def _client(**settings: object) -> httpx.AsyncClient:
@@ -44,7 +45,7 @@ async def test_json_and_curl_style_bodies_pass() -> None:
         assert (await client.post("/api/copy", content=JSON,
                                   headers={"content-type": "application/vnd.api+json"})).status_code == 200
         bare = await client.post("/api/copy", content=JSON)  # no content type, no Origin: curl, scripts
-        assert bare.status_code == 200
+        assert bare.status_code == 200 and bare.json()["type"] == "application/json"  # read as JSON
         same = {"origin": "http://127.0.0.1:8080"}
         assert (await client.post("/api/copy", content=JSON, headers=same)).status_code == 415  # a browser's body
         assert (await client.post("/api/copy", content=JSON,

@@ -59,6 +59,9 @@ class BrowserGuard:
         except SlmkitError as exc:
             await error_response(scope, exc)(scope, receive, secured)
             return
+        if scope["method"] in BODY_METHODS and not any(k.lower() == b"content-type" for k, _ in scope["headers"]):
+            # a body without a type from a script (check() refused browsers): read it as JSON
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
         await self.app(scope, receive, secured)
 
     def check(self, scope: Scope) -> None:
