@@ -83,7 +83,8 @@ def _rewrite(path: str, method: str, operation: dict[str, Any]) -> None:
         content = ok.setdefault("content", {})
         content.pop("application/json", None)
         content[PLAIN_TEXT[path]] = {"schema": {"type": "string"}}
-    ref = {"$ref": "#/components/schemas/" + ("OllamaError" if path.startswith("/api/") else "OpenAIError")}
+    ref: dict[str, Any] = {"$ref": "#/components/schemas/" + ("OllamaError" if path.startswith("/api/")
+                                                              else "OpenAIError")}
     if path == "/ready":  # not ready is a status, not an error
         ref = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}}}
     for status in _statuses(path, method, operation):
