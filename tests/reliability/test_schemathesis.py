@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-EXAMPLES = int(os.environ.get("SLM_FUZZ_EXAMPLES") or (45 if ci() else 10))  # 24 operations
+EXAMPLES = int(os.environ.get("SLM_FUZZ_EXAMPLES") or (80 if ci() else 10))  # per operation, half per mode
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 TOKENS = 4

@@ -28,6 +28,8 @@ OPENAI_ERROR = {
                        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}},
     }},
 }
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
 OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 REASONS = {400: "Invalid request", 401: "Missing or invalid API key",
            403: "Refused: a foreign Host or Origin, or a model outside the key's scope",
@@ -73,8 +75,8 @@ def _rewrite(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     ok = responses.setdefault("200", {"description": "Successful Response"})
-    if path in SSE:
-        ok.setdefault("content", {})["text/event-stream"] = {"schema": {"type": "string"}}
+    if path in SSE:  # OpenAPI 3.1: the schema describes each event; its data is a JSON chunk or [DONE]
+        ok.setdefault("content", {})["text/event-stream"] = {"schema": SSE_EVENT}
     if path in NDJSON:
         ok.setdefault("content", {})["application/x-ndjson"] = {"schema": {"type": "string"}}
     if path in NO_BODY:
