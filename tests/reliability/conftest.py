@@ -54,7 +54,7 @@ def still_serves(server: ServerProcess) -> None:
     try:
         assert server.proc.poll() is None, f"the server exited: {server.last_line()}"
         resp = httpx.post(f"{server.base_url}/chat/completions", timeout=60,
-                          json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
                                 "temperature": 0})
         assert resp.status_code == 200, resp.text
         assert resp.json()["choices"][0]["finish_reason"] in ("stop", "length")

@@ -71,6 +71,8 @@ ENGINE_CASES: list[tuple[str, str, bytes | dict[str, Any], dict[str, str]]] = [
     ("enum-20000", "/v1/chat/completions",
      _chat(response_format=_schema_format({"enum": [f"v{i}" for i in range(20_000)]})), {}),
     ("schema-100-deep", "/v1/chat/completions", _chat(response_format=_schema_format(_nested_schema(100))), {}),
+    ("schema-unknown-keywords", "/api/generate",  # found by schemathesis: "Unrecognized schema", a 500
+     {"model": MODEL, "prompt": "Hi", "format": {"a": {}}, "stream": False, "options": {"num_predict": 2}}, {}),
     ("oov-context", "/api/generate",
      {"model": MODEL, "prompt": "Hi", "context": [10**9], "stream": False, "options": {"num_predict": 2}}, {}),
     ("repeat-last-n-2^28", "/api/chat",
