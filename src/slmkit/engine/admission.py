@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from slmkit.engine.base import FinishReason, GenerationRequest, TokenEvent
-from slmkit.errors import Overloaded, ServiceUnavailable
+from slmkit.errors import InvalidRequest, Overloaded, ServiceUnavailable
 
 
 @dataclass(eq=False)
@@ -207,3 +207,15 @@ def interrupt_streams(reason: str) -> int:
     with _LIVE_LOCK:
         streams = list(_LIVE)
     return sum(stream.interrupt(reason) for stream in streams)
+
+
+def check_tokens(prompt: list[int], n_vocab: int, param: str = "prompt") -> None:
+    """400 naming ``param`` unless every id is in the vocabulary (a bad id fails the whole
+    decode batch, every other request in it too). ``n_vocab`` 0: unknown, only negatives fail."""
+    if not prompt:
+        raise InvalidRequest(f"the {param} is empty", param=param)
+    low, high = min(prompt), max(prompt)
+    if low < 0 or 0 < n_vocab <= high:
+        bad = low if low < 0 else high
+        raise InvalidRequest(f"the {param} holds token id {bad}, outside the vocabulary (0..{n_vocab - 1})",
+                             param=param)
