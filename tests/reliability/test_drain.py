@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,16 @@ def _load(server: ServerProcess) -> list[Reader]:
     ]
     for reader in readers:
         reader.start()
-    for reader in readers:
-        assert reader.started.wait(120)
+    deadline = time.monotonic() + 120
+    while _in_flight(server) < len(readers):  # both admitted (decoding or still reading their prompts)
+        assert time.monotonic() < deadline and not any(r.error for r in readers), [r.error for r in readers]
+        time.sleep(0.05)
     return readers
+
+
+def _in_flight(server: ServerProcess) -> int:
+    slots = httpx.get(f"{server.url}/slots", timeout=30).json().get(MODEL, {})
+    return int(slots.get("running", 0) + slots.get("waiting", 0))
 
 
 def _assert_terminal_frames(readers: list[Reader]) -> None:
