@@ -178,6 +178,11 @@ class GenerationService:
         """Check limits, then queue one request per prompt and choice. Errors raise here,
         before any response starts, and nothing reaches the engine."""
         engine = self.engine(model)
+        engine_settings = self.registry.settings.engine
+        capacity = engine_settings.parallel + engine_settings.max_queue
+        if len(prompts) * options.n > capacity:  # could never be admitted: a client error, not a retry
+            raise InvalidRequest(f"{len(prompts)} prompt(s) x n={options.n} is more sequences than the server holds "
+                                 f"at once ({capacity}: slots plus wait queue)", param=prompt_param)
         if len(options.stop) > self.limits.max_stop:
             raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param="stop")
         for prompt in prompts:

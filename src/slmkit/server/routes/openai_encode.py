@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from slmkit.engine.base import FinishReason, TokenLogprob
-from slmkit.errors import SlmkitError
+from slmkit.errors import ServiceUnavailable, SlmkitError
 from slmkit.server.errors import openai_error_body
 from slmkit.server.generation import Generation, raise_if_failed
 from slmkit.server.generation import Usage as UsageCounts
@@ -20,6 +20,12 @@ FINGERPRINT = "slmkit"
 
 def finish_reason(reason: FinishReason | None) -> str:
     return "length" if reason is FinishReason.LENGTH else "stop"
+
+
+def interrupted(reason: str) -> ServiceUnavailable:
+    """The error frame after the last chunk of a stream the server ended early (see
+    ``engine.admission.interrupt_streams``)."""
+    return ServiceUnavailable(reason, code="server_shutting_down")
 
 
 def usage(counts: UsageCounts) -> Usage:
@@ -80,6 +86,7 @@ async def chat_chunks(generation: Generation, include_usage: bool, logprobs: boo
     for i in range(len(generation.streams)):
         yield frame(i, {"role": "assistant", "content": ""})
     counts = generation.usage()
+    cut: list[str] = []  # why a stream was ended early (the server shutting down)
     try:
         async for index, event in generation.events():
             raise_if_failed(event)
@@ -88,8 +95,11 @@ async def chat_chunks(generation: Generation, include_usage: bool, logprobs: boo
                 yield frame(index, {"content": event.text}, lps=event.logprobs)
             if event.finish_reason is not None:
                 yield frame(index, {}, finish_reason(event.finish_reason))
+                cut += [event.error] if event.error else []
         if include_usage:
             yield _sse(json.dumps({**head, "choices": [], "usage": usage(counts).model_dump()}))
+        if cut:
+            yield _sse(json.dumps(openai_error_body(interrupted(cut[0]))))
     except SlmkitError as exc:
         yield _sse(json.dumps(openai_error_body(exc)))
     yield _sse("[DONE]")
@@ -106,6 +116,7 @@ async def completion_chunks(generation: Generation, include_usage: bool, echo: l
         return _sse(json.dumps({**head, "choices": [choice]}, ensure_ascii=False))
 
     counts = generation.usage()
+    cut: list[str] = []
     try:
         for i, text in enumerate(echo):
             if text:
@@ -116,8 +127,11 @@ async def completion_chunks(generation: Generation, include_usage: bool, echo: l
             if event.text or event.logprobs or event.finish_reason is not None:
                 finish = finish_reason(event.finish_reason) if event.finish_reason is not None else None
                 yield frame(index, event.text, finish, event.logprobs)
+                cut += [event.error] if event.error and finish else []
         if include_usage:
             yield _sse(json.dumps({**head, "choices": [], "usage": usage(counts).model_dump()}))
+        if cut:
+            yield _sse(json.dumps(openai_error_body(interrupted(cut[0]))))
     except SlmkitError as exc:
         yield _sse(json.dumps(openai_error_body(exc)))
     yield _sse("[DONE]")
