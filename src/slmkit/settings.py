@@ -85,6 +85,8 @@ class ServerSettings(BaseModel):
     max_stop: int = Field(16, ge=0, description="Most stop strings in one request.")
     max_prompts: int = Field(64, ge=1, description="Most prompts in one text-completion request.")
     drain_timeout: float = Field(30.0, ge=0, description="Seconds running requests get after SIGTERM.")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Most bytes of request headers (names and "
+                                  "values together); more: 431.")
 
 
 class SecuritySettings(BaseModel):
@@ -93,6 +95,9 @@ class SecuritySettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="One static key (also SLM_API_KEY).")
     metrics_public: bool = False
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names served besides IP "
+                                     "addresses and localhost (DNS-rebinding guard); '*': any. Empty: only those "
+                                     "when bound to loopback, any when bound beyond it.")
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     max_concurrent_per_key: int | None = Field(None, ge=1)

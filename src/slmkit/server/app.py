@@ -10,8 +10,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from slmkit import __version__
 from slmkit.engine.llamacpp import grammar
+from slmkit.server import openapi
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore
+from slmkit.server.browser import BrowserGuard
 from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.errors import install_error_handlers
 from slmkit.server.guard import Guard, GuardState
@@ -55,7 +57,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
     install_error_handlers(app)
-    app.add_middleware(ollama.JsonBodyForOllama)
+    openapi.install(app)
     app.include_router(openai.router)
     app.include_router(ollama.router)
     app.include_router(tokenize.router)
@@ -66,6 +68,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     guard.routes = flat_routes(app.router.routes)
     check_routes(guard.routes)
     app.add_middleware(Guard, state=guard)
+    app.add_middleware(BrowserGuard, settings=settings)  # Host, Origin, JSON only, security headers
     if security.cors_origins:  # outermost, so preflights are answered before auth
         app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)

@@ -38,10 +38,14 @@ class Generation:
     async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
         """All choices' events, interleaved as they arrive, tagged with the choice index;
         metrics and the request's token accounting are updated on the way."""
-        async for index, event in self._interleaved():
-            new = self.observer.on_event(index, event) if self.observer else event.completion_tokens
-            self.context.add_output(new, event.text)
-            yield index, event
+        try:
+            async for index, event in self._interleaved():
+                new = self.observer.on_event(index, event) if self.observer else event.completion_tokens
+                self.context.add_output(new, event.text)
+                yield index, event
+        finally:  # a client that went away: its unfinished choices count as aborted
+            if self.observer is not None:
+                self.observer.close()
 
     async def _interleaved(self) -> AsyncIterator[tuple[int, TokenEvent]]:
         if len(self.streams) == 1:

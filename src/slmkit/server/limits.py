@@ -45,14 +45,18 @@ class RateLimiter:
             now = self._clock()
             usage = self._usage.setdefault(key, _Window())
             usage.trim(now)
+            limits = self._headers(who, usage, now)
             if who.rpm is not None and len(usage.requests) >= who.rpm:
                 wait = WINDOW_S - (now - usage.requests[0])
-                raise RateLimited(f"rate limit reached: {who.rpm} requests per minute", retry_after=wait)
+                raise RateLimited(f"rate limit reached: {who.rpm} requests per minute", retry_after=wait,
+                                  limit_headers=limits)
             if who.tpm is not None and usage.token_sum >= who.tpm:
                 wait = WINDOW_S - (now - usage.tokens[0][0])
-                raise RateLimited(f"rate limit reached: {who.tpm} tokens per minute", retry_after=wait)
+                raise RateLimited(f"rate limit reached: {who.tpm} tokens per minute", retry_after=wait,
+                                  limit_headers=limits)
             if self.max_concurrent is not None and usage.running >= self.max_concurrent:
-                raise RateLimited(f"at most {self.max_concurrent} concurrent requests per key", retry_after=1)
+                raise RateLimited(f"at most {self.max_concurrent} concurrent requests per key", retry_after=1,
+                                  limit_headers=limits)
             usage.requests.append(now)
             usage.running += 1
             return self._headers(who, usage, now)

@@ -149,12 +149,13 @@ class ModelRegistry:
         """Where a served name's file is, without loading it (404 for unknown names)."""
         key = self.canonical(name, kind)
         spec = self._specs.get(key)
+        configured = spec is not None  # `--model` may name a file; a request name never does
         if spec is None:
             if not _REQUEST_NAME.match(key) or key.endswith(".gguf"):
                 raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name)
             spec = key
         try:
-            resolved = resolve_model(spec, self.settings.store.home)
+            resolved = resolve_model(spec, self.settings.store.home, allow_paths=configured)
         except ModelNotFound as exc:
             if spec in EMBEDDED or spec in ALIASES.values():
                 raise

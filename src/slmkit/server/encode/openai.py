@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from slmkit.engine.base import TokenLogprob
-from slmkit.errors import SlmkitError
+from slmkit.errors import ServiceUnavailable, SlmkitError
 from slmkit.server.generation import TokenCounts
 from slmkit.server.protocol.openai import (
     AssistantMessage,
@@ -27,6 +27,12 @@ from slmkit.server.tools import ToolCall
 from slmkit.server.usecases.run import Delta, Finish, Run, RunResult
 
 FINGERPRINT = "slmkit"
+
+
+def interrupted(reason: str) -> ServiceUnavailable:
+    """The error frame after the last chunk of a stream the server ended early (see
+    ``engine.admission.interrupt_streams``)."""
+    return ServiceUnavailable(reason, code="server_shutting_down")
 
 
 def error_body(exc: SlmkitError) -> dict[str, Any]:
@@ -129,12 +135,16 @@ async def chat_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIte
 
     for i in range(run.choices):
         yield frame(i, {"role": "assistant", "content": ""})
+    cut: list[str] = []  # why a choice was ended early (the server shutting down)
     try:
         async for delta in run.deltas():
             for text in frames(delta):
                 yield text
+            cut += [delta.interrupted] if delta.interrupted else []
         if include_usage:
             yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
+        if cut:
+            yield _sse(error_body(interrupted(cut[0])))
     except SlmkitError as exc:
         yield _sse(error_body(exc))
     yield _sse("[DONE]")
@@ -157,11 +167,15 @@ async def completion_chunks(run: Run, include_usage: bool, logprobs: bool) -> As
         for i, text in enumerate(run.echo):
             if text:
                 yield frame(i, text)
+        cut: list[str] = []
         async for d in run.deltas():
             if d.text or d.logprobs or d.finish is not None:
                 yield frame(d.index, d.text, finish_reason(d.finish), d.logprobs)
+            cut += [d.interrupted] if d.interrupted else []
         if include_usage:
             yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
+        if cut:
+            yield _sse(error_body(interrupted(cut[0])))
     except SlmkitError as exc:
         yield _sse(error_body(exc))
     yield _sse("[DONE]")

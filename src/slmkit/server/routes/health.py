@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slmkit.engine.base import Engine
+from slmkit.errors import Forbidden
+from slmkit.server.context import request_context
 from slmkit.server.policy import open_route
 
 router = APIRouter(tags=["health"])
@@ -49,7 +51,11 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics")
 @open_route()
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (protected by keys unless the server runs with --metrics-public)."""
+    """Prometheus metrics (protected by keys unless the server runs with --metrics-public). They
+    show every model, so a key scoped to some models may not read them (403)."""
+    if request_context().principal.models is not None:
+        raise Forbidden("/metrics shows every model's series: it needs a key not scoped to models",
+                        code="metrics_not_allowed")
     return Response(generate_latest(request.app.state.guard.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -141,17 +141,3 @@ async def ps(request: Request) -> PsResponse:
 @open_route()
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "slmkit": __version__}
-
-
-class JsonBodyForOllama:
-    """Ollama reads every /api body as JSON whatever its Content-Type (``curl -d`` sends a
-    form type); this ASGI middleware marks such bodies as JSON so the routes parse them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/") and scope["method"] == "POST":
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)

@@ -87,7 +87,7 @@ async def _run_streamed(job: Callable[[Reporter], Any], stream: bool) -> Respons
 @admin_route()
 async def api_pull(body: PullRequest, request: Request) -> Response:
     store, model = _store(request), body.target()
-    return await _run_streamed(lambda report: pull(store, model, report=report), body.stream)
+    return await _run_streamed(lambda report: pull(store, model, report=report, allow_paths=False), body.stream)
 
 
 @router.delete("/api/delete")
@@ -114,9 +114,10 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
     def job(report: Reporter) -> None:
         if body.quantize:
             status = f"quantizing {profile.from_} to {body.quantize}"
-            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, progress=lambda done, total:
-                                     report(PullEvent(status, total=total, completed=done))).name
-        create(store, name, profile, report=report)
+            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, allow_paths=False,
+                                     progress=lambda done, total: report(PullEvent(status, total=total,
+                                                                                   completed=done))).name
+        create(store, name, profile, report=report, allow_paths=False)
 
     return await _run_streamed(job, body.stream)
 
@@ -126,7 +127,7 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
 async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
     home = request.app.state.settings.store.home
     try:
-        desc = await asyncio.to_thread(describe, body.target(), home)
+        desc = await asyncio.to_thread(lambda: describe(body.target(), home, allow_paths=False))
     except ModelNotFound as missing:  # a model the server was started with by path: find it by served name
         try:
             resolved = await asyncio.to_thread(request.app.state.service.registry.resolve, body.target())

@@ -40,6 +40,7 @@ class Delta:
     finish: Finish | None = None
     completion_tokens: int = 0  # the choice's total so far
     timings: dict[str, float] = field(default_factory=dict)
+    interrupted: str | None = None  # why the server ended the choice early (it is shutting down)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class Run:
                 if event.finish_reason is not None:
                     delta.text += splitter.finish()
                     delta.finish = _finish(event.finish_reason, bool(splitter.calls))
+                    delta.interrupted = event.error
                 yield delta
         except SlmkitError:
             self.cancel()

@@ -232,6 +232,11 @@ class GenerationService:
         return replace(options, max_tokens=min(options.max_tokens or room, room))
 
     def _check_prompts(self, engine: Engine, prompts_: list[list[int]], options: GenOptions, params: Params) -> None:
+        settings = self.registry.settings.engine
+        capacity = settings.parallel + settings.max_queue
+        if len(prompts_) * options.n > capacity:  # could never be admitted: a client error, not a retry
+            raise InvalidRequest(f"{len(prompts_)} prompt(s) x n={options.n} is more sequences than the server holds "
+                                 f"at once ({capacity}: slots plus wait queue)", param=params.input)
         for prompt in prompts_:
             if len(prompt) > self.limits.max_prompt_tokens:
                 raise InvalidRequest(f"the {params.input} may have at most {self.limits.max_prompt_tokens} tokens",
