@@ -268,3 +268,18 @@ async def test_sigterm_drains_running_streams(tmp_path: Path) -> None:
         assert proc.proc.wait(timeout=120) == 0
     finally:
         proc.close()
+
+
+def test_policy_on_tokenize_and_the_store(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:
+    """A scoped key cannot load another model through /tokenize; a key without --admin cannot
+    change the store (both were open to any valid key before)."""
+    server, _, keys = keyed
+
+    def post(path: str, key: str, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(f"{server.url}{path}", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=60)
+
+    denied = post("/tokenize", keys["other"], {"model": MODEL, "content": "hi"})
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "model_not_allowed"
+    assert post("/tokenize", keys["scoped"], {"model": MODEL, "content": "hi"}).status_code == 200
+    copy = post("/api/copy", keys["all"], {"source": MODEL, "destination": "mine"})
+    assert copy.status_code == 403 and "--admin" in copy.json()["error"]

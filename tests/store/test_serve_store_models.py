@@ -112,3 +112,17 @@ def test_profile_defaults_apply_and_requests_override_them(client: openai.OpenAI
     assert profiled.usage.prompt_tokens > plain.usage.prompt_tokens
     longer = _ask(client, "terse", prompt, max_tokens=12)  # the request's own value wins
     assert longer.usage.completion_tokens > 4
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+def test_profile_defaults_apply_on_the_ollama_doors(served: ServerProcess, path: str) -> None:
+    """The same profile through Ollama's routes (they ignored PARAMETERs before the one hallway)."""
+    import httpx
+
+    body: dict[str, Any] = {"model": "terse", "stream": False}
+    prompt = "Count from 1 to 50, separated by commas."
+    body |= {"messages": [{"role": "user", "content": prompt}]} if path == "/api/chat" else {"prompt": prompt}
+    done = httpx.post(f"{served.url}{path}", json=body, timeout=120).json()
+    assert done["eval_count"] <= 4 and done["done_reason"] == "length"
+    longer = httpx.post(f"{served.url}{path}", json={**body, "options": {"num_predict": 12}}, timeout=120).json()
+    assert longer["eval_count"] > 4
