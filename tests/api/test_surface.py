@@ -12,9 +12,9 @@ PUBLIC = [
     "ModelClosed", "ModelLoadError", "ModelNotFound", "OutputInvalid", "Overloaded", "Server", "SlmkitError",
     "ToolCall", "Usage", "__version__", "load", "serve",
 ]
-MODEL_METHODS = {"achat", "acomplete", "aembed", "aparse", "astream", "chat", "close", "closed", "complete",
-                 "context_length", "detokenize", "embed", "info", "kind", "name", "parse", "stats", "stream",
-                 "tokenize"}
+MODEL_METHODS = {"achat", "acomplete", "aembed", "aparse", "astream", "chat", "chat_template", "close", "closed",
+                 "complete", "context_length", "detokenize", "embed", "info", "kind", "name", "parse", "profile",
+                 "stats", "stream", "tokenize"}
 
 
 def test_all_is_pinned_and_resolves() -> None:
