@@ -177,9 +177,6 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
     salt = secrets.token_hex(4) if salt is None else (None if salt.lower() == "none" else salt)
     config = BenchConfig(levels=levels, requests=requests, duration_s=duration, max_concurrency=max_concurrency,
                          warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send, salt=salt)
-    if not as_json:
-        err_console.print(f"prompt salt: {salt or 'none'} (each run's prompts start with [{salt}.RUN])"
-                          if salt else "prompts are not salted")
     targets = tuple(f"http://{t}" if _HOST_PORT.match(t) else t for t in targets)
     spawn_models = list(spawn) + [t for t in targets if "://" not in t]
     urls = [t for t in targets if "://" in t]
