@@ -81,11 +81,15 @@ class LoadedModel:
 
 
 def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> Engine:
-    """The engine for a model's format: llama.cpp for GGUF, onnxruntime-genai for ONNX."""
+    """The engine for a model's format: llama.cpp for GGUF, onnxruntime-genai for ONNX, mlx-lm for MLX."""
     if fmt == "onnx":
         from slmkit.engine.onnx.engine import OnnxEngine
 
         return OnnxEngine(name, path, settings)
+    if fmt == "mlx":
+        from slmkit.engine.mlx.engine import MlxEngine
+
+        return MlxEngine(name, path, settings)
     return LlamaCppEngine(name, path, settings)
 
 
@@ -214,9 +218,10 @@ class ModelRegistry:
         return resolved, await asyncio.to_thread(self._read_facts, resolved.path)
 
     def _read_facts(self, path: Path) -> GgufFacts:
-        if path.is_dir():  # an ONNX model folder: no GGUF header to read
+        if path.is_dir():  # an ONNX or MLX model folder: no GGUF header to read
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            return GgufFacts(path=path, metadata={"general.architecture": "onnx"}, size_bytes=size)
+            kind = "onnx" if (path / "genai_config.json").is_file() else "mlx"
+            return GgufFacts(path=path, metadata={"general.architecture": kind}, size_bytes=size)
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key not in self._facts:
@@ -356,11 +361,16 @@ def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate |
 
 
 def _engine_class(fmt: str, facts: GgufFacts) -> Any:
-    """llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX folders."""
+    """llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX folders,
+    mlx-lm for MLX folders."""
     if fmt == "onnx":
         from slmkit.engine.onnx.engine import OnnxEngine
 
         return OnnxEngine
+    if fmt == "mlx":
+        from slmkit.engine.mlx.engine import MlxEngine
+
+        return MlxEngine
     return LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
 
 
