@@ -23,7 +23,7 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
                      engine_name: str = "llamacpp") -> None:
     resolved = resolve_model(model)
     if resolved.format != _FORMATS[engine_name]:
-        raise InvalidRequest(f"{resolved.name} is an {resolved.format} model; --engine {engine_name} benches "
+        raise InvalidRequest(f"{resolved.name} is in {resolved.format} format; --engine {engine_name} benches "
                              f"{_FORMATS[engine_name]} models")
     config = EngineBenchConfig(batch_sizes=batch_sizes, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
                                repeats=repeats, threads=threads or 2)
