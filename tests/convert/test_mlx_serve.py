@@ -81,7 +81,7 @@ def test_stop_length_logprobs_and_seed(client: openai.OpenAI) -> None:
     assert first and first == client.chat.completions.create(**seeded).choices[0].message.content
 
 
-def test_json_schema_is_refused_by_name(client: openai.OpenAI, mlx_server: ServerProcess) -> None:
+def test_json_schema_and_tools_are_refused_by_name(client: openai.OpenAI, mlx_server: ServerProcess) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=MLX_Q4, messages=ASK, max_tokens=4,
                                        response_format={"type": "json_object"})
@@ -89,6 +89,10 @@ def test_json_schema_is_refused_by_name(client: openai.OpenAI, mlx_server: Serve
     resp = httpx.post(f"{mlx_server.url}/api/chat", json={"model": MLX_Q4, "messages": ASK, "format": "json",
                                                          "stream": False}, timeout=30)
     assert resp.status_code == 400 and "does not support response_format" in resp.json()["error"]
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=MLX_Q4, messages=ASK, max_tokens=4, tools=[weather])  # type: ignore[list-item]
+    assert info.value.body["param"] == "tools"
 
 
 def test_the_q8_conversion_serves_too(client: openai.OpenAI) -> None:

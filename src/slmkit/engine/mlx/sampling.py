@@ -18,22 +18,27 @@ from slmkit.engine.base import GenerationRequest, SamplingParams
 from slmkit.engine.onnx.sampling import TokenSampler
 from slmkit.errors import InvalidRequest
 
+# server/tools.py builds every tool plan's grammar around this rule: a grammar with it comes from `tools`
+_TOOL_RULE = "tc-json ::="
+
 
 def unsupported(request: GenerationRequest) -> list[str]:
     """The request fields this engine cannot honour (refused with a 400 naming them)."""
     names = []
     if request.sampling.typical_p != 1.0:
         names.append("typical_p")
-    if request.sampling.grammar is not None:  # JSON schema / json_object / forced tool calls
-        names.append("response_format")
+    grammar = request.sampling.grammar
+    if grammar is not None:  # json_object / json_schema / Ollama format, or the calls a tool plan allows
+        names.append("tools" if _TOOL_RULE in grammar else "response_format")
     return names
 
 
 def check_supported(request: GenerationRequest, vocab_size: int) -> None:
     names = unsupported(request)
     if names:
-        raise InvalidRequest(f"the MLX engine does not support {', '.join(names)} (no grammar-constrained "
-                             "decoding); serve the GGUF model with the llama.cpp engine for these", param=names[0])
+        raise InvalidRequest(f"the MLX engine does not support {', '.join(names)}: it has no grammar-constrained "
+                             "decoding (JSON mode, schemas, tool calls) nor typical_p; serve the GGUF model with the "
+                             "llama.cpp engine for these", param=names[0])
     for token in request.sampling.logit_bias:
         if token < 0 or (vocab_size and token >= vocab_size):
             raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary", param="logit_bias")
