@@ -18,10 +18,11 @@ import pytest
 from slmkit.cli.convert import _check_flags
 from slmkit.convert import mlx as convert_mlx
 from slmkit.errors import InvalidRequest
-from slmkit.store.embedded import EMBEDDED
+from slmkit.store.embedded import EMBEDDED, EmbeddedSentenceTransformer
 from slmkit.store.store import Store
 from tests.conftest import MODEL, slm
 from tests.convert.conftest import MLX_Q4, MLX_Q8
+from tests.fakehub import FakeHub, HubFile
 
 
 @pytest.mark.slow
@@ -39,6 +40,7 @@ def test_q4_and_q8_are_registered_as_mlx(mlx_home: dict[str, Any]) -> None:
         folder = store.model_path(manifest)
         config = json.loads((folder / "config.json").read_text())
         assert config["quantization"]["bits"] == bits and config["quantization"]["group_size"] == report["group_size"]
+        assert config["rope_theta"] == 100000  # what mlx-lm reads; transformers 5 nests it in rope_parameters
         assert {"model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {p.name for p in folder.iterdir()}
         assert manifest.size == report["size"] == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert q4["size"] < q8["size"]
@@ -80,15 +82,26 @@ def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_unsupported_family_is_refused(tmp_path: Path) -> None:
+def test_unsupported_family_from_the_hub_is_refused(tmp_path: Path) -> None:
+    """hf.co/OWNER/REPO is fetched (only what a conversion reads), then refused: mlx-lm has no BERT."""
     pytest.importorskip("mlx_lm")
-    folder = tmp_path / "fancy"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"architectures": ["FancyNetForCausalLM"], "model_type": "fancy"}))
-    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    minilm = EMBEDDED["all-minilm-l6-v2"]
+    assert isinstance(minilm, EmbeddedSentenceTransformer)
+    repo = "sentence-transformers/all-MiniLM-L6-v2"
+    files = {p.relative_to(minilm.source_dir()).as_posix(): HubFile(p.read_bytes())
+             for p in minilm.source_dir().rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    files["pytorch_model.bin"] = HubFile(b"not fetched")
+    hub = FakeHub(repos={repo: files}).start()
     home = tmp_path / "home"
-    line = _one_line_error(slm("convert", str(folder), "--to", "mlx", home=home))
-    assert "mlx-lm cannot convert the model family FancyNetForCausalLM" in line
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+        env.update({"SLM_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")})
+        done = subprocess.run([sys.executable, "-m", "slmkit", "convert", f"hf.co/{repo}", "--to", "mlx"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert hub.file_hits("config.json") and not hub.file_hits("pytorch_model.bin")
+    finally:
+        hub.close()
+    assert "mlx-lm cannot convert the model family BertModel (model_type 'bert')" in _one_line_error(done)
     assert Store(home).list() == [] and not list((home / "tmp").glob("convert-*"))
 
 

@@ -197,6 +197,26 @@ def _finish_folder(hf: Path, out: Path) -> None:
         if (hf / name).is_file() and not (out / name).is_file():
             shutil.copy2(hf / name, out / name)
     (out / "README.md").unlink(missing_ok=True)
+    config_path = out / "config.json"
+    config_path.write_text(json.dumps(rope_for_mlx(_read_config(out)), indent=4), encoding="utf-8")
+
+
+def rope_for_mlx(config: dict[str, Any]) -> dict[str, Any]:
+    """transformers 5 writes the RoPE base and scaling as ``rope_parameters``; mlx-lm 0.32's models
+    read ``rope_theta`` and ``rope_scaling`` and silently fall back to a base of 10000 (SmolLM2's is
+    100000: greedy answers went wrong). Copy them to the keys mlx-lm reads, here and in a nested
+    ``text_config``."""
+    out = dict(config)
+    params = out.get("rope_parameters")
+    if isinstance(params, dict):
+        if "rope_theta" in params and "rope_theta" not in out:
+            out["rope_theta"] = params["rope_theta"]
+        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
+        if scaling.get("rope_type", "default") != "default" and not out.get("rope_scaling"):
+            out["rope_scaling"] = scaling
+    if isinstance(out.get("text_config"), dict):
+        out["text_config"] = rope_for_mlx(out["text_config"])
+    return out
 
 
 def _base_name(src: _Source) -> str:
