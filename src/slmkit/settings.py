@@ -34,6 +34,20 @@ class EngineSettings(BaseModel):
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
                                   "any more (like llama-server's --cache-ram); 0: off.")
+    grammar_max_repeat: int = Field(1000, ge=1, le=4000, description="JSON schemas: the largest minItems, maxItems, "
+                                    "minLength, maxLength (or {n} in a pattern) a grammar may be built for.")
+    grammar_max_enum: int = Field(256, ge=1, description="JSON schemas: most values in one enum (each costs "
+                                  "sampling time at every step where it may start).")
+    grammar_max_depth: int = Field(64, ge=1, le=200, description="JSON schemas: deepest nesting of the schema "
+                                   "document (each object or array level counts).")
+    grammar_max_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON schema, and largest grammar "
+                                   "built from one, in bytes.")
+    grammar_timeout_s: float = Field(5.0, gt=0, le=600, description="Most seconds turning one JSON schema "
+                                     "into a grammar may take.")
+    parse_special_in_content: bool = Field(False, description="Read special-token text written in message "
+                                           "contents (<|im_start|> ...) as control tokens (the old behaviour); "
+                                           "off: only the chat template's own markup is special, as "
+                                           "llama-server does.")
 
     def n_threads(self) -> int:
         return self.threads or max(1, os.cpu_count() or 1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from slmkit.engine.stops import StopMatcher, Utf8Stream
+from slmkit.engine.base import FinishReason
+from slmkit.engine.stops import SequenceEnd, StopMatcher, Utf8Stream
 
 
 def _run(stops: list[str], pieces: list[str]) -> tuple[str, bool]:
@@ -56,3 +57,20 @@ def test_utf8_invalid_tail_replaced_at_flush() -> None:
     stream = Utf8Stream()
     assert stream.feed(b"ok\xe2\x82") == "ok"
     assert stream.flush() == "\ufffd"
+
+
+def test_sequence_end_rules_shared_by_both_engines() -> None:
+    end = SequenceEnd(["END"], max_tokens=3, context_length=100)
+    assert end.step("abc E", generated=1, held=10) == ("abc ", None)  # "E" held back
+    assert end.step("ND!", generated=2, held=11) == ("", FinishReason.STOP)
+    end = SequenceEnd(["END"], max_tokens=3, context_length=100)
+    assert end.step("x", 2, 10) == ("x", None)
+    assert end.step("E", 3, 11, flush=lambda: "N") == ("EN", FinishReason.LENGTH)  # max_tokens: flushed
+    end = SequenceEnd([], max_tokens=None, context_length=12)
+    assert end.step("y", 1, 11) == ("y", FinishReason.LENGTH)  # the context is full
+    end = SequenceEnd(["END"], max_tokens=None, context_length=100)
+    assert end.step("EN", 1, 1) == ("", None)
+    assert end.end(FinishReason.STOP, tail="D") == ("", FinishReason.STOP)  # the tail completes a stop
+    end = SequenceEnd(["END"], max_tokens=None, context_length=100)
+    assert end.step("EN", 1, 1) == ("", None)
+    assert end.end(FinishReason.STOP) == ("EN", FinishReason.STOP)

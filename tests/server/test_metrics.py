@@ -75,6 +75,7 @@ def test_metrics_count_known_traffic(metrics_server: ServerProcess) -> None:
 
 
 def test_ready_and_health(metrics_server: ServerProcess) -> None:
-    assert httpx.get(f"{metrics_server.url}/health").json() == {"status": "ok"}
+    health = httpx.get(f"{metrics_server.url}/health").json()
+    assert health["status"] == "ok" and health["engines"][MODEL] == "ok"
     ready = httpx.get(f"{metrics_server.url}/ready")
     assert ready.status_code == 200 and ready.json()["model"] == MODEL

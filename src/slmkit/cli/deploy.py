@@ -28,7 +28,7 @@ class DeployGroup(click.Group):
 def deploy() -> None:
     """Render deployment files: `slm deploy TARGET --model NAME [--out DIR] [--engine llamacpp|vllm] ...`.
 
-    TARGET is docker, compose, k8s or nginx; `slm deploy k8s --help` lists every option.
+    TARGET is docker, compose, k8s, nginx or ray; `slm deploy k8s --help` lists every option.
     `slm deploy check DIR` validates rendered (or edited) files.
     """
 
@@ -39,8 +39,11 @@ def deploy() -> None:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [./deploy-TARGET].")
 @click.option("--engine", default="llamacpp", help="llamacpp (CPU, slmkit) or vllm (GPU).")
-@click.option("--replicas", type=int, default=1, help="Replicas (k8s minimum, nginx upstreams).")
-@click.option("--max-replicas", type=int, default=None, help="HPA maximum [4 x replicas].")
+@click.option("--replicas", type=int, default=1, help="Replicas (k8s minimum, nginx upstreams, ray fixed count).")
+@click.option("--max-replicas", type=int, default=None, help="HPA / Serve autoscaling maximum [4 x replicas].")
+@click.option("--min-replicas", type=int, default=None, help="ray: autoscale from this many (0: scale to zero).")
+@click.option("--target-ongoing-requests", type=float, default=None,
+              help="ray: ongoing requests per replica Serve autoscales to [slots].")
 @click.option("--quant", default=None, help="Quantization [q4_k_m].")
 @click.option("--ctx", type=int, default=2048, help="Context per slot.")
 @click.option("--slots", type=int, default=4, help="Slots per replica (vLLM: --max-num-seqs).")
@@ -58,19 +61,20 @@ def deploy() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and files as JSON.")
 @handle_errors
 def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas: int, max_replicas: int | None,
-               quant: str | None, ctx: int, slots: int, memory: str | None, api_keys_secret: str | None,
+               min_replicas: int | None, target_ongoing_requests: float | None, quant: str | None, ctx: int,
+               slots: int, memory: str | None, api_keys_secret: str | None,
                namespace: str, port: int, drain_timeout: int, image: str | None, upstreams: tuple[str, ...],
                listen: str, with_webui: bool, bake: bool, force: bool, as_json: bool) -> None:
     if target not in TARGETS:
         raise InvalidRequest(f"unknown target '{target}'; choose one of {', '.join(TARGETS)} (or `check DIR`)")
     if engine not in ENGINES:
         raise InvalidRequest(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
-    if max_replicas is not None and max_replicas < replicas:
-        raise InvalidRequest("--max-replicas must be at least --replicas")
+    _check_replica_flags(target, replicas, min_replicas, max_replicas, target_ongoing_requests)
     options = DeployOptions(model=model, engine=engine, replicas=replicas, quant=quant, ctx=ctx, slots=slots,
                             api_keys_secret=api_keys_secret, with_webui=with_webui, bake=bake, namespace=namespace,
                             port=port, drain_timeout=drain_timeout, image=image, max_replicas=max_replicas,
-                            memory_budget=parse_size(memory) if memory else None)
+                            memory_budget=parse_size(memory) if memory else None, min_replicas=min_replicas,
+                            target_ongoing_requests=target_ongoing_requests)
     the_plan = plan(options)
     extra = {"upstreams": list(upstreams) or None, "listen": listen} if target == "nginx" else {}
     files = render(target, the_plan, **extra)
@@ -88,12 +92,24 @@ def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas:
     console.print(f"check them after editing: slm deploy check {root}")
 
 
+def _check_replica_flags(target: str, replicas: int, min_replicas: int | None, max_replicas: int | None,
+                         target_ongoing: float | None) -> None:
+    explicit = click.get_current_context().get_parameter_source("replicas") != click.core.ParameterSource.DEFAULT
+    if target != "ray" and (min_replicas is not None or target_ongoing is not None):
+        raise InvalidRequest("--min-replicas and --target-ongoing-requests are for the ray target")
+    if target == "ray" and explicit and (min_replicas is not None or max_replicas is not None):
+        raise InvalidRequest("ray: give either --replicas N or --min-replicas/--max-replicas, not both")
+    if target != "ray" and max_replicas is not None and max_replicas < replicas:
+        raise InvalidRequest("--max-replicas must be at least --replicas")
+
+
 @deploy.command("check")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def check_cmd(directory: Path, as_json: bool) -> None:
-    """Validate rendered files: Kubernetes schemas (1.29, 1.31), kustomize, Compose schema, promtool, nginx -t."""
+    """Validate rendered files: Kubernetes schemas (1.29, 1.31), kustomize, Compose schema, promtool, nginx -t,
+    Ray Serve config and KubeRay RayService."""
     from slmkit.deploy.check import check_dir
 
     results = check_dir(directory)

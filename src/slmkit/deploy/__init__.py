@@ -1,4 +1,4 @@
-"""`slm deploy`: Docker, Compose, Kubernetes, vLLM and nginx files rendered from what slmkit knows about a model."""
+"""`slm deploy`: Docker, Compose, Kubernetes, vLLM, nginx and Ray Serve files, sized from what slmkit knows."""
 
 from slmkit.deploy.render import RENDERERS, render
 from slmkit.deploy.spec import ENGINES, TARGETS, DeployOptions, Plan, plan

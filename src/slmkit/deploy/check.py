@@ -47,6 +47,8 @@ def check_manifests(root: Path, versions: tuple[str, ...] = K8S_VERSIONS) -> Ite
             if not _is_manifest(doc):
                 continue
             name = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
+            if str(doc["apiVersion"]).startswith("ray.io/"):
+                continue  # KubeRay kinds: check_ray validates them against the vendored schema
             if str(doc["apiVersion"]).startswith(OPERATOR_GROUPS):
                 yield CheckResult("kubernetes-validate", f"{path.relative_to(root)} {name}", "skipped",
                                   f"{doc['apiVersion']} is a Prometheus-operator CRD; no schema offline")
@@ -155,5 +157,7 @@ def check_dockerfile(root: Path) -> Iterator[CheckResult]:
 
 def check_dir(root: Path, compose_schema: Path | None = None) -> list[CheckResult]:
     """Every check that applies to what is in ``root``."""
+    from slmkit.deploy.check_ray import check_ray
+
     return [*check_manifests(root), *check_kustomize(root), *check_compose(root, compose_schema),
-            *check_rules(root), *check_nginx(root), *check_dockerfile(root)]
+            *check_rules(root), *check_nginx(root), *check_dockerfile(root), *check_ray(root)]

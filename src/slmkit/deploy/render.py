@@ -164,8 +164,15 @@ def render_nginx(plan: Plan, upstreams: list[str] | None = None, listen: str = "
     return {"slmkit.conf": text}
 
 
+def _render_ray(plan: Plan) -> Files:
+    from slmkit.deploy.ray_render import render_ray  # imports this module
+
+    return render_ray(plan)
+
+
 RENDERERS: dict[str, Callable[[Plan], Files]] = {
     "docker": render_docker, "compose": render_compose, "k8s": render_k8s, "nginx": render_nginx,
+    "ray": _render_ray,
 }
 
 

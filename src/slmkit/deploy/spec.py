@@ -10,7 +10,7 @@ from slmkit.catalog.models import CatalogEntry, lookup, suggest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.store.embedded import EMBEDDED
 
-TARGETS = ("docker", "compose", "k8s", "nginx")
+TARGETS = ("docker", "compose", "k8s", "nginx", "ray")
 ENGINES = ("llamacpp", "vllm")
 UID = 10001
 IMAGE = "ghcr.io/slmkit/slmkit:0.1.0"
@@ -60,6 +60,8 @@ class DeployOptions:
     memory_budget: int | None = None
     image: str | None = None
     max_replicas: int | None = None
+    min_replicas: int | None = None
+    target_ongoing_requests: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ def plan(options: DeployOptions) -> Plan:
         raise InvalidRequest(f"unknown engine '{options.engine}'; choose one of {', '.join(ENGINES)}", param="engine")
     if options.replicas < 1:
         raise InvalidRequest(f"--replicas must be at least 1, got {options.replicas}", param="replicas")
+    if options.min_replicas is not None and options.min_replicas < 0:
+        raise InvalidRequest(f"--min-replicas must be at least 0, got {options.min_replicas}", param="min_replicas")
+    if options.max_replicas is not None and options.max_replicas < max(1, options.min_replicas or 0):
+        raise InvalidRequest("--max-replicas must be at least 1 and at least --min-replicas", param="max_replicas")
+    if options.target_ongoing_requests is not None and options.target_ongoing_requests <= 0:
+        raise InvalidRequest("--target-ongoing-requests must be above 0", param="target_ongoing_requests")
     if options.slots < 1 or options.ctx < 64:
         raise InvalidRequest("--slots must be >= 1 and --ctx >= 64", param="slots")
     entry, served, asked_quant, embedded = _entry_for(options.model)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from slmkit.engine.base import FinishReason, GenerationRequest, TokenEvent
-from slmkit.errors import Overloaded, ServiceUnavailable
+from slmkit.errors import InvalidRequest, Overloaded, ServiceUnavailable
 
 
 @dataclass(eq=False)
@@ -166,3 +166,15 @@ class EventStream:
     def cancel(self) -> None:
         if not self._job.done:
             self._scheduler.cancel(self._job)
+
+
+def check_tokens(prompt: list[int], n_vocab: int, param: str = "prompt") -> None:
+    """400 naming ``param`` unless every id is in the vocabulary (a bad id fails the whole
+    decode batch, every other request in it too). ``n_vocab`` 0: unknown, only negatives fail."""
+    if not prompt:
+        raise InvalidRequest(f"the {param} is empty", param=param)
+    low, high = min(prompt), max(prompt)
+    if low < 0 or 0 < n_vocab <= high:
+        bad = low if low < 0 else high
+        raise InvalidRequest(f"the {param} holds token id {bad}, outside the vocabulary (0..{n_vocab - 1})",
+                             param=param)

@@ -1,9 +1,44 @@
-"""Incremental text handling: UTF-8 reassembly and stop strings held back until safe."""
+"""Where a sequence ends, for every engine: stop strings (held back until safe), max tokens,
+the context's end, and UTF-8 reassembly of token pieces."""
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from slmkit.engine.base import FinishReason
+
+
+class SequenceEnd:
+    """The end-of-sequence rules of one request, shared by the llama.cpp and ONNX schedulers:
+    a stop string ends it (``stop``), so do ``max_tokens`` generated tokens or a full context
+    (``length``); an end-of-generation token ends it through ``end``."""
+
+    def __init__(self, stop: Sequence[str], max_tokens: int | None, context_length: int) -> None:
+        self.stops = StopMatcher(stop)
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+    def step(self, text: str, generated: int, held: int,
+             flush: Callable[[], str] = str) -> tuple[str, FinishReason | None]:
+        """Feed one token's text, ``generated`` tokens so far and ``held`` in the cache; returns
+        the text safe to show and the finish reason, if the sequence ends here. ``flush``
+        releases what the caller's decoder still holds back; called only if the sequence ends."""
+        out, hit = self.stops.feed(text)
+        if hit:
+            return out, FinishReason.STOP
+        if (self.max_tokens is not None and generated >= self.max_tokens) or held + 1 >= self.context_length:
+            rest, reason = self.end(FinishReason.LENGTH, flush())
+            return out + rest, reason
+        return out, None
+
+    def end(self, reason: FinishReason, tail: str = "") -> tuple[str, FinishReason]:
+        """The sequence ends for ``reason``: flush ``tail`` and the held-back text (a stop
+        string completed by the tail still wins)."""
+        out, hit = self.stops.feed(tail)
+        if hit:
+            return out, FinishReason.STOP
+        return out + self.stops.flush(), reason
 
 
 class StopMatcher:

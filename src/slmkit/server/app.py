@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from slmkit import __version__
+from slmkit.engine.llamacpp import grammar
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore
 from slmkit.server.errors import install_error_handlers
@@ -24,6 +25,7 @@ from slmkit.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     """Build the server. The default model loads when the app starts (lifespan), the others on
     first use; all unload when it stops."""
+    grammar.configure(grammar.GrammarLimits.from_settings(settings.engine))
     registry = ModelRegistry(settings)
     metrics = Metrics(registry)
     security = settings.security

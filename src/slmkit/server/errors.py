@@ -38,7 +38,7 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequest:
         return InvalidRequest(f"Malformed JSON body: {first.get('ctx', {}).get('error', 'invalid JSON')}")
     # pydantic adds the union member's type name to the location; drop it for the param
     param = ".".join(p for p in loc if not p[:1].isupper() and not p.startswith(("str", "list[", "int")))
-    message = first.get("msg", "invalid request")
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = f"'{param}' is a required property"
     else:

@@ -40,6 +40,7 @@ from slmkit.store.template import ProfileTemplate
 log = logging.getLogger("slmkit.server")
 _REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 REAP_INTERVAL_S = 0.5
+ACQUIRE_GRACE_S = 1.0
 
 AnyEngine = Engine | Embedder
 
@@ -63,9 +64,14 @@ class LoadedModel:
     def kind(self) -> str:
         return "embedding" if self.facts.is_embedding else "chat"
 
+    @property
+    def failure(self) -> str | None:
+        """Why the engine stopped working (e.g. its scheduler thread died), else None."""
+        return getattr(self.engine, "failure", None)
+
     def busy(self) -> bool:
         stats = self.engine.stats()
-        return bool(stats.get("running", 0) or stats.get("waiting", 0))
+        return bool(stats.get("running", 0) or stats.get("waiting", 0) or getattr(self.engine, "in_use", False))
 
     def touch(self, keep_alive: float) -> None:
         now = time.monotonic()
@@ -242,6 +248,10 @@ class ModelRegistry:
         key = self.canonical(name, kind)
         while True:
             entry = self._loaded.get(key)
+            if entry is not None and entry.failure is not None:  # its engine died: load it again
+                log.error("model %s failed (%s): loading it again", key, entry.failure)
+                await self._unload(entry, "engine failure")
+                entry = None
             if entry is None:
                 task = self._loading.get(key)
                 if task is None:
@@ -343,7 +353,9 @@ class ModelRegistry:
             for entry in list(self._loaded.values()):
                 if entry.deadline is None:
                     continue
-                if entry.busy():  # the keep-alive counts from the end of the last request
+                # the keep-alive counts from the end of the last request; a request that has
+                # just acquired the model is still on its way to the engine
+                if entry.busy() or now - entry.last_used < ACQUIRE_GRACE_S:
                     entry.deadline = now + max(0.0, entry.keep_alive)
                 elif now >= entry.deadline:
                     await self._unload(entry, "keep_alive expired")

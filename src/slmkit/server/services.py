@@ -108,7 +108,8 @@ class GenerationService:
         """Unit-length vectors, one per input. Over-long inputs are cut when ``truncate``,
         else rejected (400 naming ``param``)."""
         started = time.perf_counter()
-        token_lists = [embedder.tokenize(i) if isinstance(i, str) else list(i) for i in inputs]
+        token_lists = await asyncio.to_thread(
+            lambda: [embedder.tokenize(i) if isinstance(i, str) else list(i) for i in inputs])
         limit = embedder.context_length
         for index, tokens in enumerate(token_lists):
             if len(tokens) > limit and not truncate:

@@ -122,10 +122,6 @@ def quant_of(filename: str) -> str:
     return stem
 
 
-def file_info(repo: str, filename: str, revision: str = "main") -> HubFile:
-    return pick_file(repo, filename, revision)
-
-
 def download(store: Store, hub: HubFile, progress: Progress | None = None) -> str:
     """Fetch ``hub`` into the store (once, however many pulls ask) and return its digest."""
     known = f"sha256:{hub.sha256}" if hub.sha256 else None

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from slmkit.engine.llamacpp.template import ChatTemplate
+from slmkit.engine.llamacpp.template import ChatTemplate, Rendered
 from slmkit.errors import InvalidRequest, TemplateSyntaxError
 
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
@@ -185,8 +185,8 @@ class ProfileTemplate:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         if self.uses_messages:
             last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            return self._go(messages, System=system, Prompt=last_user, Response="")
-        return self._legacy(messages, system, add_generation_prompt)
+            return Rendered.of(self._go(messages, System=system, Prompt=last_user, Response=""), messages)
+        return Rendered.of(self._legacy(messages, system, add_generation_prompt), messages)
 
     def _go(self, messages: list[dict[str, Any]], **values: Any) -> str:
         try:

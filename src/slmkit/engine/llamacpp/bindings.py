@@ -63,7 +63,7 @@ class Model:
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = ll.llama_model_n_ctx_train(ptr)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
-        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_bufs = threading.local()  # one buffer per thread: request threads and the scheduler's
 
     def close(self) -> None:
         if self.ptr:
@@ -109,7 +109,9 @@ class Model:
         return list(arr[:n])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
-        buf = self._piece_buf
+        buf: ctypes.Array[ctypes.c_char] | None = getattr(self._piece_bufs, "buf", None)
+        if buf is None:
+            buf = self._piece_bufs.buf = ctypes.create_string_buffer(256)
         n = ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             big = ctypes.create_string_buffer(-n)
@@ -127,6 +129,13 @@ class Model:
     def eog_tokens(self) -> tuple[int, ...]:
         """Every end-of-generation token (EOS, EOT, ...)."""
         return tuple(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t))
+
+    @functools.cached_property
+    def special_texts(self) -> tuple[str, ...]:
+        """The text of every control and user-defined token (what parse_special turns into them)."""
+        flags = ll.LLAMA_TOKEN_ATTR_CONTROL | ll.LLAMA_TOKEN_ATTR_USER_DEFINED
+        texts = {self.special_text(t) for t in range(self.n_vocab) if ll.llama_vocab_get_attr(self.vocab, t) & flags}
+        return tuple(sorted(t for t in texts if t))
 
     def special_text(self, token: int) -> str:
         return self.piece(token, special=True).decode("utf-8", errors="replace") if token >= 0 else ""

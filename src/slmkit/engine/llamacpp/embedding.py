@@ -17,7 +17,8 @@ import llama_cpp as ll
 import numpy as np
 
 from slmkit.engine.llamacpp.bindings import Batch, Model
-from slmkit.errors import EngineError, ModelLoadError
+from slmkit.engine.llamacpp.lifetime import Lifetime
+from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.settings import EngineSettings
 
 MAX_TOKENS_KEY = "slmkit.embedding.max_tokens"  # written by slmkit.convert.bert_gguf
@@ -90,6 +91,7 @@ class LlamaCppEmbedder:
             f"{self.model.meta('general.architecture')}.attention.causal") != "false"
         self.batch = Batch(self.ctx.n_tokens)
         self._lock = threading.Lock()
+        self.lifetime = Lifetime(name)
         self._busy = 0
         self._info = {**self.model.describe(), "file": str(path), "format": "gguf", "kind": "embedding",
                       "context_length": self.max_tokens, "embedding_length": self.dimensions,
@@ -104,10 +106,16 @@ class LlamaCppEmbedder:
         return self._info
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        with self.lifetime.use():
+            return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.model.detokenize(tokens)
+        with self.lifetime.use():
+            return self.model.detokenize(tokens)
+
+    @property
+    def in_use(self) -> bool:
+        return self.lifetime.in_use
 
     def truncate(self, tokens: list[int]) -> list[int]:
         """Cut to the model's limit keeping the final separator token the model was trained with."""
@@ -119,18 +127,33 @@ class LlamaCppEmbedder:
         return [*tokens[: self.max_tokens - 1], last] if keep_last else tokens[: self.max_tokens]
 
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        """Unit-length vectors for already tokenized, already truncated inputs."""
+        """Unit-length vectors for already tokenized, already truncated inputs (400 naming
+        ``input`` for an empty input or a token id outside the vocabulary). Cancelling the
+        awaiting task (the client went away) stops the work at the next group of inputs."""
+        for index, tokens in enumerate(inputs):
+            if not tokens:
+                raise InvalidRequest(f"input {index} is empty", param="input")
+            if min(tokens) < 0 or max(tokens) >= self.model.n_vocab:
+                raise InvalidRequest(f"input {index} holds a token id outside the vocabulary "
+                                     f"(0..{self.model.n_vocab - 1})", param="input")
+        cancelled = threading.Event()
         self._busy += 1
         try:
-            return await asyncio.to_thread(self._embed_all, inputs)
+            with self.lifetime.use():
+                return await asyncio.to_thread(self._embed_all, inputs, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         finally:
             self._busy -= 1
 
-    def _embed_all(self, inputs: list[list[int]]) -> list[list[float]]:
+    def _embed_all(self, inputs: list[list[int]], cancelled: threading.Event | None = None) -> list[list[float]]:
         out: list[list[float]] = []
         with self._lock:
             group: list[list[int]] = []
             for tokens in inputs:
+                if cancelled is not None and cancelled.is_set():
+                    raise EngineError("the embedding request was cancelled")
                 if len(tokens) > self.ctx.n_tokens:
                     raise EngineError(f"an input of {len(tokens)} tokens does not fit the batch")
                 if group and (sum(map(len, group)) + len(tokens) > self.ctx.n_tokens or len(group) >= MAX_SEQS):
@@ -160,6 +183,7 @@ class LlamaCppEmbedder:
                 "prefix_cache_hit_tokens_total": 0}
 
     def close(self) -> None:
+        self.lifetime.close()
         with self._lock:
             self.batch.close()
             self.ctx.close()

@@ -6,6 +6,12 @@ common sampler, GrammarGate samples without the grammar first and asks the gramm
 that one token; only when it is rejected does the grammar mask the whole vocabulary and the
 chain sample again. The result is the same token the masked distribution would give for
 greedy decoding, and a token from the masked distribution otherwise.
+
+A token the grammar does not allow is never accepted: llama.cpp throws (or aborts) on one, and a
+C++ exception through ctypes ends the process. When the masked pick is still refused (the
+document is complete and only an end-of-generation token is left, which ``ignore_eos`` or a
+``logit_bias`` bans), the sequence ends there if the grammar allows its end, else the request
+fails alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class GrammarGate:
         if not self.grammar:
             raise InvalidRequest("the grammar could not be parsed", param="response_format")
         self.n_vocab = model.n_vocab
+        self.eog = model.eog_tokens
         self._ids = np.arange(self.n_vocab, dtype="<i4")
         self._cells = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
         self._one = np.zeros(1, dtype=_TOKEN_DATA)
@@ -41,6 +48,8 @@ class GrammarGate:
         token = self._pick(chain, logits, masked=False)
         if not self._allowed(token):
             token = self._pick(chain, logits, masked=True)
+            if not self._allowed(token):
+                return self._end()
         ll.llama_sampler_accept(self.grammar, token)
         ll.llama_sampler_accept(chain, token)
         return token
@@ -54,13 +63,25 @@ class GrammarGate:
         if masked:
             ll.llama_sampler_apply(self.grammar, ctypes.byref(array))
         ll.llama_sampler_apply(chain, ctypes.byref(array))
+        if not 0 <= array.selected < len(cells):  # nothing left to pick
+            return -1
         return int(array.data[array.selected].id)
 
     def _allowed(self, token: int) -> bool:
+        if not 0 <= token < self.n_vocab:
+            return False
         self._one[0] = (token, 0.0, 0.0)
         array = _array(self._one)
         ll.llama_sampler_apply(self.grammar, ctypes.byref(array))
         return not math.isinf(float(self._one["logit"][0]))
+
+    def _end(self) -> int:
+        """An end-of-generation token when the grammar allows the document to end here (it is
+        not accepted: the sequence stops at it), else an error for this request alone."""
+        for token in self.eog:
+            if self._allowed(token):
+                return token
+        raise InvalidRequest("no token satisfies both the grammar and the logit_bias", param="logit_bias")
 
     def close(self) -> None:
         if self.grammar:
@@ -71,3 +92,13 @@ class GrammarGate:
 def _array(cells: np.ndarray) -> Any:
     data = ctypes.cast(cells.ctypes.data, ctypes.POINTER(ll.llama_token_data))
     return ll.llama_token_data_array(data=data, size=len(cells), selected=-1, sorted=False)
+
+
+def check_grammar(model: Model, grammar: str, param: str = "response_format") -> None:
+    """400 unless llama.cpp accepts ``grammar`` (parsed here, in the request's path, so that a
+    refused grammar never reaches a slot)."""
+    parsed = ll.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if not parsed:
+        raise InvalidRequest("the grammar could not be built (llama.cpp refused it: an empty enum, or rules "
+                             "too large?)", param=param)
+    ll.llama_sampler_free(parsed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import replace
 
 import llama_cpp as ll
 
@@ -16,14 +15,15 @@ from slmkit.errors import InvalidRequest
 class Sampler:
     """Owns one ``llama_sampler`` chain; ``sample`` picks and accepts the next token."""
 
-    def __init__(self, model: Model, params: SamplingParams) -> None:
-        # a grammar is checked lazily, outside the chain (see lazy_grammar.py)
-        self.gate = GrammarGate(model, params.grammar) if params.grammar else None
+    def __init__(self, model: Model, params: SamplingParams, *, n_ctx: int = 0) -> None:
+        self.gate: GrammarGate | None = None
         self.chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         try:
-            for stage in _stages(model, replace(params, grammar=None)):
+            for stage in _stages(model, params, n_ctx or model.n_ctx_train):
                 ll.llama_sampler_chain_add(self.chain, stage)
-        except Exception:
+            # a grammar is checked lazily, outside the chain (see lazy_grammar.py)
+            self.gate = GrammarGate(model, params.grammar) if params.grammar else None
+        except BaseException:
             self.close()
             raise
 
@@ -43,19 +43,18 @@ class Sampler:
             self.chain = None
 
 
-def _stages(model: Model, p: SamplingParams) -> list[ctypes.c_void_p]:
+def _stages(model: Model, p: SamplingParams, n_ctx: int) -> list[ctypes.c_void_p]:
+    """The chain's stages (no grammar: see GrammarGate). Values were bounded by the protocol
+    models; ``repeat_last_n`` is cut to the context here (-1: the whole context), since a
+    longer window sees nothing more and its buffer is allocated up front."""
     stages = []
     bias = {**p.logit_bias, **dict.fromkeys(model.eog_tokens, float("-inf"))} if p.ignore_eos else p.logit_bias
     if bias:
         stages.append(_logit_bias(model, bias))
-    if p.grammar:
-        grammar = ll.llama_sampler_init_grammar(model.vocab, p.grammar.encode(), b"root")
-        if not grammar:
-            raise InvalidRequest("the grammar could not be parsed", param="response_format")
-        stages.append(grammar)
     if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        last_n = n_ctx if p.repeat_last_n < 0 else min(p.repeat_last_n, n_ctx)
         stages.append(ll.llama_sampler_init_penalties(
-            model.n_vocab, p.repeat_last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
+            model.n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
     if p.greedy:
         stages.append(ll.llama_sampler_init_greedy())
         return stages

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from slmkit.engine.admission import AdmissionQueue, Job
+from slmkit.engine.admission import AdmissionQueue, Job, check_tokens
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
 from slmkit.engine.llamacpp.logprobs import token_logprob
@@ -32,6 +32,7 @@ class Scheduler:
         self.batch = Batch(ctx.n_batch)
         self.reused_tokens_total = 0
         self.prompt_cache = PromptCache(prompt_cache_bytes)
+        self._failure: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
         self.thread.start()
 
@@ -62,6 +63,11 @@ class Scheduler:
         self.thread.join()
         self.batch.close()
 
+    @property
+    def failure(self) -> str | None:
+        """Why the scheduler thread stopped, if it died (the model must be loaded again)."""
+        return self._failure
+
     # -- the scheduler thread ----------------------------------------------------------
     def _run(self) -> None:
         try:
@@ -70,9 +76,11 @@ class Scheduler:
                 self._drop_cancelled()
                 if any(s.busy for s in self.slots):
                     self._step()
-        except Exception as exc:  # pragma: no cover - a bug or a crash in llama.cpp
+        except BaseException as exc:  # a bug: per-request failures are caught below, never here
             log.exception("scheduler crashed")
-            self._fail_all(f"engine failure: {exc}")
+            self._failure = f"engine failure: {type(exc).__name__}: {exc}"
+            self.queue.stop()  # refuse new work at once; the registry loads the model again
+            self._fail_all(self._failure)
         finally:
             self._fail_all("the model was unloaded", reason=FinishReason.CANCELLED)
 
@@ -87,19 +95,23 @@ class Scheduler:
             self._place(job, free)
 
     def _place(self, job: Job, free: list[Slot]) -> None:
+        """Start ``job`` in the free slot sharing the longest prefix. Everything that can refuse
+        the request (token ids, the sampler) runs before the slot's cache is touched."""
         prompt = job.request.prompt
+        try:
+            check_tokens(prompt, self.model.n_vocab)
+            sampler = Sampler(self.model, job.request.sampling, n_ctx=self.ctx.n_ctx_seq)
+        except Exception as exc:  # a bad request, or a value llama.cpp's C types refuse
+            job.send(_error_event(job, exc.message if isinstance(exc, SlmkitError) else f"bad request: {exc}"))
+            return
         slot = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
         self._use_saved_state(slot, prompt)
         reused = min(common_prefix(slot.cached, prompt), len(prompt) - 1)
         if not self.ctx.seq_rm(slot.seq, reused, -1):
             self.ctx.seq_rm(slot.seq, -1, -1)
             reused = 0
-        try:
-            sampler = Sampler(self.model, job.request.sampling)
-        except SlmkitError as exc:
-            job.send(_error_event(job, exc.message))
-            return
-        slot.start(job, reused, sampler)
+        slot.cached = slot.cached[:reused]  # the cells from ``reused`` on were just removed
+        slot.start(job, reused, sampler, self.ctx.n_ctx_seq)
         self.reused_tokens_total += reused
 
     def _use_saved_state(self, slot: Slot, prompt: list[int]) -> None:
@@ -142,8 +154,12 @@ class Scheduler:
             return
         for slot in active:
             if slot.batch_index >= 0 and slot.sampler is not None:
-                token = slot.sampler.sample(self.ctx, slot.batch_index)
-                self._on_token(slot, token, self._logprob(slot, token))
+                try:
+                    token = slot.sampler.sample(self.ctx, slot.batch_index)
+                    self._on_token(slot, token, self._logprob(slot, token))
+                except Exception as exc:  # this request fails alone; the others continue
+                    log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
+                    self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
 
     def _logprob(self, slot: Slot, token: int) -> list[TokenLogprob]:
         assert slot.job is not None
@@ -170,33 +186,20 @@ class Scheduler:
     def _on_token(self, slot: Slot, token: int, logprobs: list[TokenLogprob]) -> None:
         if not slot.first_token_at:
             slot.first_token_at = time.perf_counter()
-        request = slot.job.request if slot.job else None
-        assert request is not None
+        assert slot.job is not None
         if self.model.is_eog(token):
-            self._finish(slot, *self._drain(slot, "", FinishReason.STOP))
+            self._finish(slot, *slot.end.end(FinishReason.STOP, slot.text.flush()))
             return
         slot.generated += 1
-        text, hit = slot.stops.feed(slot.text.feed(self.model.piece(token)))
-        if hit:
-            self._finish(slot, text, FinishReason.STOP, token, logprobs)
-        elif (request.max_tokens is not None and slot.generated >= request.max_tokens) or (
-            len(slot.cached) + 1 >= self.ctx.n_ctx_seq
-        ):
-            self._finish(slot, *self._drain(slot, text, FinishReason.LENGTH), token, logprobs)
+        text, reason = slot.end.step(slot.text.feed(self.model.piece(token)), slot.generated, len(slot.cached),
+                                     slot.text.flush)
+        if reason is not None:
+            self._finish(slot, text, reason, token, logprobs)
         else:
             slot.last_token = token
-            assert slot.job is not None
             event = slot.event(text, [token])
             event.logprobs = logprobs
             slot.job.send(event)
-
-    @staticmethod
-    def _drain(slot: Slot, text: str, reason: FinishReason) -> tuple[str, FinishReason]:
-        """Flush held-back bytes and text at the end of a sequence."""
-        tail, hit = slot.stops.feed(slot.text.flush())
-        if hit:
-            return text + tail, FinishReason.STOP
-        return text + tail + slot.stops.flush(), reason
 
     def _finish(self, slot: Slot, text: str, reason: FinishReason, token: int | None = None,
                 logprobs: list[TokenLogprob] | None = None) -> None:
@@ -209,11 +212,15 @@ class Scheduler:
     def _fail_active(self, active: list[Slot], message: str) -> None:
         log.error(message)
         for slot in active:
-            if slot.job is not None:
-                slot.job.send(slot.event("", [], FinishReason.ERROR, error=message))
-                slot.release()
-            self.ctx.seq_rm(slot.seq, -1, -1)
-            slot.cached = []
+            self._fail_slot(slot, message)
+
+    def _fail_slot(self, slot: Slot, message: str) -> None:
+        """End the slot's request with an error and forget its cache (its KV may be half written)."""
+        if slot.job is not None and not slot.job.done:
+            slot.job.send(slot.event("", [], FinishReason.ERROR, error=message))
+        slot.release()
+        self.ctx.seq_rm(slot.seq, -1, -1)
+        slot.cached = []
 
     def _fail_all(self, message: str, reason: FinishReason = FinishReason.ERROR) -> None:
         for slot in self.slots:
@@ -225,3 +232,4 @@ class Scheduler:
 
 def _error_event(job: Job, message: str) -> TokenEvent:
     return TokenEvent(finish_reason=FinishReason.ERROR, error=message, prompt_tokens=len(job.request.prompt))
+

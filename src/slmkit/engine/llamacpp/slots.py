@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from slmkit.engine.admission import Job
 from slmkit.engine.base import FinishReason, TokenEvent
 from slmkit.engine.llamacpp.sampler import Sampler
-from slmkit.engine.stops import StopMatcher, Utf8Stream
+from slmkit.engine.stops import SequenceEnd, Utf8Stream
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -34,17 +34,13 @@ class Slot:
     admitted_at: float = 0.0
     first_token_at: float = 0.0
     text: Utf8Stream = field(default_factory=Utf8Stream)
-    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    end: SequenceEnd = field(default_factory=lambda: SequenceEnd((), None, 0))
 
     @property
     def busy(self) -> bool:
         return self.job is not None
 
-    @property
-    def prefilling(self) -> bool:
-        return self.job is not None and bool(self.pending)
-
-    def start(self, job: Job, reused: int, sampler: Sampler) -> None:
+    def start(self, job: Job, reused: int, sampler: Sampler, context_length: int) -> None:
         self.job = job
         self.cached = self.cached[:reused]
         self.pending = job.request.prompt[reused:]
@@ -54,7 +50,7 @@ class Slot:
         self.last_token = -1
         self.batch_index = -1
         self.text = Utf8Stream()
-        self.stops = StopMatcher(job.request.stop)
+        self.end = SequenceEnd(job.request.stop, job.request.max_tokens, context_length)
         self.admitted_at = time.perf_counter()
         self.first_token_at = 0.0
 

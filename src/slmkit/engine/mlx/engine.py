@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job
+from slmkit.engine.admission import EventStream, Job, check_tokens
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.hf_files import folder_chat_template
 from slmkit.engine.mlx.runtime import context_of, fit_to_device, mlx_lm, package_version, read_mlx_config
@@ -83,9 +83,15 @@ class MlxEngine:
             bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
             request = replace(request, sampling=replace(request.sampling, logit_bias=bias, ignore_eos=False))
         check_supported(request, self._vocab)
+        check_tokens(request.prompt, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return EventStream(job, self.scheduler)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the scheduler thread died, if it did (the registry then loads the model again)."""
+        return self.scheduler.failure
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

@@ -23,7 +23,7 @@ from slmkit.engine.mlx.logprobs import token_logprob
 from slmkit.engine.mlx.sampling import RequestSampler
 from slmkit.engine.mlx.text import IncrementalText
 from slmkit.engine.onnx.batch import Row
-from slmkit.engine.stops import StopMatcher
+from slmkit.engine.stops import SequenceEnd
 
 log = logging.getLogger("slmkit.engine")
 PREFILL_STEP = 256  # prompt tokens read per step, so running streams keep flowing
@@ -43,6 +43,7 @@ class MlxScheduler:
         self.sequences_total = 0
         self.largest_batch = 0
         self.generator: Any = None
+        self.failure: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"slm-mlx-{name}", daemon=True)
         self.thread.start()
 
@@ -81,9 +82,10 @@ class MlxScheduler:
                 self._admit()
                 if self.rows:
                     self._step()
-        except Exception as exc:  # pragma: no cover - a crash inside MLX
+        except BaseException as exc:  # pragma: no cover - a bug: per-batch failures are caught in _step
             log.exception("mlx scheduler crashed")
-            self._fail_all(f"engine failure: {exc}", FinishReason.ERROR)
+            self.failure = f"engine failure: {type(exc).__name__}: {exc}"  # the registry loads the model again
+            self._fail_all(self.failure, FinishReason.ERROR)
         finally:
             self._fail_all("the model was unloaded", FinishReason.CANCELLED)
             if self.generator is not None:
@@ -106,7 +108,8 @@ class MlxScheduler:
                 continue
             sampler = RequestSampler(job.request.sampling, _mx())
             row = Row(job=job, slot=slot, sampler=sampler.chain, stream=IncrementalText(self.decode, prompt),
-                      stops=StopMatcher(job.request.stop), prompt_tokens=len(prompt))
+                      end=SequenceEnd(job.request.stop, job.request.max_tokens, self.context_length),
+                      prompt_tokens=len(prompt))
             uid = self.generator.insert([prompt], max_tokens=[budget], samplers=[sampler])[0]
             self.slots[slot], self.rows[uid], self.uids[slot] = row, row, uid
             self.sequences_total += 1
@@ -142,30 +145,24 @@ class MlxScheduler:
         if not row.first_token_at:
             row.first_token_at = time.perf_counter()
         if token in self.eos:
-            self._finish(uid, row, "", FinishReason.STOP, in_generator=in_generator)
+            self._finish(uid, row, *row.end.end(FinishReason.STOP, row.stream.flush()), in_generator=in_generator)
             return
         row.generated += 1
-        text, hit = row.stops.feed(row.stream.add(token))
-        request = row.job.request
-        if hit:
-            self._finish(uid, row, text, FinishReason.STOP, [token], in_generator=in_generator, flush=False,
-                         logprobs=logprobs)
-        elif not in_generator or (request.max_tokens is not None and row.generated >= request.max_tokens) or (
-                row.tokens + 1 >= self.context_length):
-            self._finish(uid, row, text, FinishReason.LENGTH, [token], in_generator=in_generator, logprobs=logprobs)
+        text, reason = row.end.step(row.stream.add(token), row.generated, row.tokens, flush=row.stream.flush)
+        if reason is None and not in_generator:  # the generator's budget (max_tokens or the context) ran out
+            rest, reason = row.end.end(FinishReason.LENGTH, row.stream.flush())
+            text += rest
+        if reason is not None:
+            self._finish(uid, row, text, reason, [token], in_generator=in_generator, logprobs=logprobs)
         else:
             event = row.event(text, [token])
             event.logprobs = logprobs
             row.job.send(event)
 
     def _finish(self, uid: int, row: Row, text: str, reason: FinishReason, tokens: list[int] | None = None, *,
-                in_generator: bool, flush: bool = True, error: str | None = None,
-                logprobs: list[TokenLogprob] | None = None) -> None:
+                in_generator: bool, error: str | None = None, logprobs: list[TokenLogprob] | None = None) -> None:
         """Send the row's final event, take it out of the generator and free its slot."""
         assert row.job is not None
-        if flush:  # the text held back for an incomplete character or a possible stop string
-            tail, hit = row.stops.feed(row.stream.flush())
-            text += tail if hit else tail + row.stops.flush()
         event = row.event(text, tokens or [], reason, error=error)
         event.logprobs = logprobs or []
         job, row.job = row.job, None
@@ -180,7 +177,7 @@ class MlxScheduler:
     def _end_rows(self, message: str, reason: FinishReason) -> None:
         for uid, row in list(self.rows.items()):
             if row.live:
-                self._finish(uid, row, "", reason, in_generator=False, flush=False,
+                self._finish(uid, row, "", reason, in_generator=False,
                              error=message if reason is FinishReason.ERROR else None)
 
     def _fail_all(self, message: str, reason: FinishReason) -> None:

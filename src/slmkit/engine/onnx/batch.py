@@ -23,7 +23,7 @@ import numpy as np
 from slmkit.engine.admission import Job
 from slmkit.engine.base import FinishReason, TokenEvent
 from slmkit.engine.onnx.sampling import TokenSampler
-from slmkit.engine.stops import StopMatcher
+from slmkit.engine.stops import SequenceEnd
 
 _MASKED = np.float32(-1e9)  # a logit no search picks
 
@@ -36,7 +36,7 @@ class Row:
     slot: int
     sampler: TokenSampler
     stream: Any  # og.TokenizerStream: token -> text piece, UTF-8 safe
-    stops: StopMatcher
+    end: SequenceEnd
     prompt_tokens: int
     generated: int = 0
     admitted_at: float = field(default_factory=time.perf_counter)

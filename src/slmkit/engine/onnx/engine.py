@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job
+from slmkit.engine.admission import EventStream, Job, check_tokens
 from slmkit.engine.base import GenerationRequest
 from slmkit.engine.hf_files import folder_chat_template
 from slmkit.engine.onnx.runtime import genai, read_genai_config
@@ -83,6 +83,7 @@ class OnnxEngine:
             bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
             request = replace(request, sampling=replace(request.sampling, logit_bias=bias, ignore_eos=False))
         check_supported(request, self._vocab)
+        check_tokens(request.prompt, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
         return EventStream(job, self.scheduler)

@@ -34,7 +34,3 @@ def read_genai_config(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "model" not in data:
         raise ModelLoadError(f"{path} has no 'model' section")
     return data
-
-
-def is_onnx_folder(path: Path) -> bool:
-    return path.is_dir() and (path / GENAI_CONFIG).is_file()

@@ -26,7 +26,7 @@ from slmkit.engine.admission import AdmissionQueue, Job
 from slmkit.engine.base import FinishReason
 from slmkit.engine.onnx.batch import Batch, Row, max_length, needs_own_batch
 from slmkit.engine.onnx.sampling import TokenSampler
-from slmkit.engine.stops import StopMatcher
+from slmkit.engine.stops import SequenceEnd
 
 log = logging.getLogger("slmkit.engine")
 
@@ -126,9 +126,11 @@ class OnnxScheduler:
             self._start(rows)
 
     def _reserve(self, slot: Slot, job: Job) -> Row:
-        row = Row(job=job, slot=slot.index, sampler=TokenSampler(job.request.sampling),
-                  stream=self.tokenizer.create_stream(), stops=StopMatcher(job.request.stop),
-                  prompt_tokens=len(job.request.prompt))
+        request = job.request
+        row = Row(job=job, slot=slot.index, sampler=TokenSampler(request.sampling),
+                  stream=self.tokenizer.create_stream(),
+                  end=SequenceEnd(request.stop, request.max_tokens, self.context_length),
+                  prompt_tokens=len(request.prompt))
         slot.row, slot.batch = row, self.batches_total + 1
         return row
 
@@ -156,7 +158,7 @@ class OnnxScheduler:
                 self._finish(row, "", FinishReason.CANCELLED)
         if batch.live_rows and batch.exhausted():
             for row in batch.live_rows:
-                self._finish(row, row.stops.flush(), FinishReason.LENGTH)
+                self._finish(row, *row.end.end(FinishReason.LENGTH))
         if batch.live_rows:
             try:
                 chosen = batch.next_tokens()
@@ -177,17 +179,13 @@ class OnnxScheduler:
         if not row.first_token_at:
             row.first_token_at = time.perf_counter()
         if token in self.eos:
-            self._finish(row, row.stops.flush(), FinishReason.STOP)
+            self._finish(row, *row.end.end(FinishReason.STOP))
             return
         row.sampler.accept(token)
         row.generated += 1
-        text, hit = row.stops.feed(row.stream.decode(token))
-        request = row.job.request
-        if hit:
-            self._finish(row, text, FinishReason.STOP, [token])
-        elif (request.max_tokens is not None and row.generated >= request.max_tokens) or (
-                row.tokens + 1 >= self.context_length):
-            self._finish(row, text + row.stops.flush(), FinishReason.LENGTH, [token])
+        text, reason = row.end.step(row.stream.decode(token), row.generated, row.tokens)
+        if reason is not None:
+            self._finish(row, text, reason, [token])
         else:
             row.job.send(row.event(text, [token]))
 

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slmkit.engine.base import SamplingParams
 from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
 from slmkit.errors import InvalidRequest
+from slmkit.server.protocol.fields import (
+    Count,
+    NumPredict,
+    OllamaPenalty,
+    OllamaTemperature,
+    RepeatLastN,
+    RepeatPenalty,
+    RequestBody,
+    Seed,
+    TokenId,
+    TopK,
+    Unit,
+    UnitOpen,
+)
 
-Number = StrictInt | StrictFloat
+KeepAlive = str | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+MAX_KEEP_ALIVE_S = 100 * 365 * 24 * 3600.0  # longer counts as forever
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -27,11 +43,16 @@ def rfc3339(epoch: float) -> str:
 
 def parse_keep_alive(value: str | int | float | None) -> float | None:
     """Seconds (negative: forever) from Ollama's keep_alive: a number of seconds or a Go
-    duration such as "5m", "1h30m", "0", "-1"."""
+    duration such as "5m", "1h30m", "0", "-1". More than a hundred years counts as forever."""
     if value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
+    seconds = float(value) if isinstance(value, int | float) else _duration(value)
+    if not math.isfinite(seconds):
+        raise InvalidRequest("keep_alive must be a finite duration", param="keep_alive")
+    return -1.0 if seconds > MAX_KEEP_ALIVE_S else seconds
+
+
+def _duration(value: str) -> float:
     text = value.strip()
     try:
         return float(text)
@@ -39,7 +60,7 @@ def parse_keep_alive(value: str | int | float | None) -> float | None:
         pass
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise InvalidRequest(f"keep_alive: invalid duration {value!r} (use e.g. \"5m\", \"30s\", 0 or -1)",
+        raise InvalidRequest(f"keep_alive: invalid duration {value[:40]!r} (use e.g. \"5m\", \"30s\", 0 or -1)",
                              param="keep_alive")
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
@@ -50,18 +71,18 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    num_predict: StrictInt | None = None
-    num_ctx: StrictInt | None = Field(None, ge=1)
-    temperature: Number | None = Field(None, ge=0)
-    top_k: StrictInt | None = Field(None, ge=0)
-    top_p: Number | None = Field(None, ge=0, le=1)
-    min_p: Number | None = Field(None, ge=0, le=1)
-    typical_p: Number | None = Field(None, gt=0, le=1)
-    repeat_penalty: Number | None = Field(None, gt=0)
-    repeat_last_n: StrictInt | None = Field(None, ge=-1)
-    presence_penalty: Number | None = None
-    frequency_penalty: Number | None = None
-    seed: StrictInt | None = None
+    num_predict: NumPredict | None = None
+    num_ctx: Count | None = None
+    temperature: OllamaTemperature | None = None
+    top_k: TopK | None = None
+    top_p: Unit | None = None
+    min_p: Unit | None = None
+    typical_p: UnitOpen | None = None
+    repeat_penalty: RepeatPenalty | None = None
+    repeat_last_n: RepeatLastN | None = None
+    presence_penalty: OllamaPenalty | None = None
+    frequency_penalty: OllamaPenalty | None = None
+    seed: Seed | None = None
     stop: list[str] | None = None
 
     @field_validator("stop", mode="before")
@@ -89,14 +110,14 @@ class Options(BaseModel):
         return self.num_predict
 
 
-class OllamaRequest(BaseModel):
+class OllamaRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
     stream: bool = True
     format: str | dict[str, Any] | None = None
     options: Options = Field(default_factory=Options)
-    keep_alive: str | StrictInt | StrictFloat | None = None
+    keep_alive: KeepAlive | None = None
     think: bool | str | None = None
 
     def grammar(self) -> str | None:
@@ -119,7 +140,7 @@ class GenerateRequest(OllamaRequest):
     template: str | None = None
     raw: bool = False
     images: list[str] | None = None
-    context: list[int] | None = None
+    context: list[TokenId] | None = None
 
 
 class ToolCallFunction(BaseModel):
@@ -163,21 +184,21 @@ class ChatRequest(OllamaRequest):
         return any(m.images for m in self.messages)
 
 
-class EmbedRequest(BaseModel):
+class EmbedRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
     input: str | list[str]
     truncate: bool = True
     options: Options = Field(default_factory=Options)
-    keep_alive: str | StrictInt | StrictFloat | None = None
-    dimensions: StrictInt | None = Field(None, ge=1)
+    keep_alive: KeepAlive | None = None
+    dimensions: Count | None = None
 
     def inputs(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(RequestBody):
     """The legacy single-input route."""
 
     model_config = ConfigDict(extra="ignore")
@@ -185,7 +206,7 @@ class EmbeddingsRequest(BaseModel):
     model: str = Field(min_length=1)
     prompt: str
     options: Options = Field(default_factory=Options)
-    keep_alive: str | StrictInt | StrictFloat | None = None
+    keep_alive: KeepAlive | None = None
 
 
 class ShowRequest(BaseModel):

@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.errors import InvalidRequest
+from slmkit.server.protocol.fields import RequestBody
 from slmkit.store.modelfile import Profile, add_parameter, parse_modelfile
 
 
-class _Named(BaseModel):
+class _Named(RequestBody):
     """Ollama accepts ``model`` and, from older clients, ``name``."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -34,7 +35,7 @@ class DeleteRequest(_Named):
     pass
 
 
-class CopyRequest(BaseModel):
+class CopyRequest(RequestBody):
     source: str
     destination: str
 

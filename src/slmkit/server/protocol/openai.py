@@ -9,8 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from slmkit.engine.base import SamplingParams
 from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
 from slmkit.errors import InvalidRequest
-
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
+from slmkit.server.protocol.fields import (
+    Count,
+    Penalty,
+    RepeatPenalty,
+    RequestBody,
+    Seed,
+    Temperature,
+    TokenId,
+    TokenIds,
+    TopK,
+    TopLogprobs,
+    Unit,
+    UnitOpen,
+    check_logit_bias,
+)
 
 
 class ContentPart(BaseModel):
@@ -60,24 +73,24 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(RequestBody):
     """Sampling fields shared by chat and text completions (plus the common extensions)."""
 
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    max_tokens: PositiveInt | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    top_k: StrictInt | None = Field(None, ge=0)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(None, gt=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, gt=0.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: StrictInt | None = None
+    max_tokens: Count | None = None
+    temperature: Temperature | None = None
+    top_p: Unit | None = None
+    top_k: TopK | None = None
+    min_p: Unit | None = None
+    typical_p: UnitOpen | None = None
+    repeat_penalty: RepeatPenalty | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    seed: Seed | None = None
     stop: str | list[str] | None = None
-    n: PositiveInt = 1
+    n: Annotated[StrictInt, Field(ge=1, le=128)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     logit_bias: dict[str, float] | None = None
@@ -88,12 +101,7 @@ class SamplingFields(BaseModel):
     @field_validator("logit_bias")
     @classmethod
     def _bias_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for key, bias in (value or {}).items():
-            if not key.lstrip("-").isdigit():
-                raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
-            if not -100 <= bias <= 100:
-                raise ValueError("logit_bias values must be between -100 and 100")
-        return value
+        return check_logit_bias(value)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -136,12 +144,12 @@ class SamplingFields(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: PositiveInt | None = None
+    max_completion_tokens: Count | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool = False
-    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    top_logprobs: TopLogprobs | None = None
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -152,11 +160,11 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]]
+    prompt: str | list[str] | list[TokenId] | list[TokenIds]
     echo: bool = False
     suffix: str | None = None
-    max_tokens: PositiveInt | None = 16
-    logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    max_tokens: Count | None = 16
+    logprobs: TopLogprobs | None = None
 
     def token_limit(self) -> int | None:
         return self.max_tokens
@@ -256,13 +264,13 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
+    input: str | list[str] | list[TokenId] | list[TokenIds]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: PositiveInt | None = None
+    dimensions: Count | None = None
     user: str | None = None
 
     def inputs(self) -> list[str] | list[list[int]]:

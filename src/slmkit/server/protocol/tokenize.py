@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict
 
 from slmkit.errors import InvalidRequest
+from slmkit.server.protocol.fields import RequestBody, TokenId
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
@@ -35,11 +36,11 @@ class TokenizeResponse(BaseModel):
     max_model_len: int
 
 
-class DetokenizeRequest(BaseModel):
+class DetokenizeRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    tokens: list[StrictInt]
+    tokens: list[TokenId]
 
 
 class DetokenizeResponse(BaseModel):

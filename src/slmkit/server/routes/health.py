@@ -11,8 +11,10 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, object]:
-    """The process is alive and answering (no auth, for liveness probes)."""
-    return {"status": "ok"}
+    """The process is alive and answering (no auth, for liveness probes), with each loaded
+    model's engine state ("ok", or why it failed: it loads again on its next request)."""
+    engines = {e.name: e.failure or "ok" for e in request.app.state.service.registry.loaded()}
+    return {"status": "ok", "engines": engines}
 
 
 @router.get("/ready", response_model=None)
@@ -25,6 +27,8 @@ async def ready(request: Request) -> JSONResponse:
         reason = "draining: the server is shutting down"
     elif registry.default is None:
         reason = "no default model"
+    elif failed := [f"{e.name}: {e.failure}" for e in registry.loaded() if e.failure]:
+        reason = f"engine failed ({'; '.join(failed)}); the model loads again on its next request"
     else:
         loaded = {entry.name: entry for entry in registry.loaded()}
         entry = loaded.get(registry.default)  # an unloaded default loads again on the next request

@@ -4,6 +4,7 @@ The store routes (pull, delete, copy, create) live in ``ollama_store.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -124,16 +125,17 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     if body.template:
         raise InvalidRequest("template overrides are not supported: the model's own chat template is used",
                              param="template")
-    grammar = body.grammar()
+    grammar = await asyncio.to_thread(body.grammar)  # grammars are built, prompts tokenized off the event loop
     service = _service(request)
     engine, load_s = await _load(service, body)
     if not body.prompt and not body.system:
         return await _load_only(request, body, load_s, "response")
     if body.raw:
-        prompt = engine.tokenize(body.prompt, add_special=True, parse_special=True)
+        prompt = await asyncio.to_thread(engine.tokenize, body.prompt, add_special=True, parse_special=True)
     else:
         messages = [{"role": "system", "content": body.system}] if body.system else []
-        prompt = service.chat_prompt(engine, [*messages, {"role": "user", "content": body.prompt}])
+        prompt = await asyncio.to_thread(service.chat_prompt, engine,
+                                         [*messages, {"role": "user", "content": body.prompt}])
     prompt = [*(body.context or []), *prompt]
     generation = service.start(engine.name, [prompt], _options(body, engine, prompt, grammar), prompt_param="prompt")
     lines = _generate_lines(generation, body.model, started, load_s)
@@ -179,15 +181,16 @@ async def chat(body: ChatRequest, request: Request) -> Any:
     if body.images():
         raise InvalidRequest(f"model '{body.model}' does not support images: it is a text model",
                              param="messages.images")
-    plan = _chat_plan(body)
-    grammar = body.grammar()
+    plan = await asyncio.to_thread(_chat_plan, body)
+    grammar = await asyncio.to_thread(body.grammar)
     if plan is not None and grammar is not None:
         raise InvalidRequest("format and tools cannot be combined", param="format")
     service = _service(request)
     engine, load_s = await _load(service, body)
     if not body.messages:
         return await _load_only(request, body, load_s, "message")
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], body.options.max_tokens(), plan)
+    prompt = await asyncio.to_thread(service.chat_prompt, engine, [m.to_template() for m in body.messages],
+                                     body.options.max_tokens(), plan)
     options = _options(body, engine, prompt, plan.grammar if plan else grammar)
     generation = service.start(engine.name, [prompt], options)
     lines = _chat_lines(generation, plan, body.model, started, load_s)
@@ -243,8 +246,8 @@ async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
         raise InvalidRequest(f"model '{embedder.name}' produces {embedder.dimensions}-dimensional vectors",
                              param="dimensions")
-    result = await service.embed(embedder.name, inputs, truncate=body.truncate,
-                                 keep_alive=parse_keep_alive(body.keep_alive))
+    result = await until_disconnected(request.receive, service.embed(
+        embedder.name, inputs, truncate=body.truncate, keep_alive=parse_keep_alive(body.keep_alive)))
     return EmbedResponse(model=body.model, embeddings=result.vectors, total_duration=_ns(result.total_s),
                          load_duration=_ns(result.load_s), prompt_eval_count=result.prompt_tokens)
 

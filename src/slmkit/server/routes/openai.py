@@ -3,6 +3,7 @@ openai_more.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -59,12 +60,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     service = _service(request)
     engine = await service.load(body.model)
     body = service.with_profile_defaults(engine.name, body)
-    options = _options(request, body)
-    plan = openai_more.tool_plan(body)
+    options = await asyncio.to_thread(_options, request, body)  # grammars are built off the event loop
+    plan = await asyncio.to_thread(openai_more.tool_plan, body)
     if plan is not None and options.sampling.grammar is not None:
         raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
     service.check_logit_bias(engine, options.sampling.logit_bias)
-    prompt = service.chat_prompt(engine, [m.to_template() for m in body.messages], options.max_tokens, plan)
+    prompt = await asyncio.to_thread(service.chat_prompt, engine, [m.to_template() for m in body.messages],
+                                     options.max_tokens, plan)
     if plan is not None:
         options.sampling = replace(options.sampling, grammar=plan.grammar)
     generation = service.start(engine.name, [prompt], options)
@@ -93,9 +95,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
     engine = await service.load(body.model)
     body = service.with_profile_defaults(engine.name, body)
-    options = _options(request, body)
+    options = await asyncio.to_thread(_options, request, body)
     service.check_logit_bias(engine, options.sampling.logit_bias)
-    prompts = _completion_prompts(engine, body.prompt)
+    prompts = await asyncio.to_thread(_completion_prompts, engine, body.prompt)
     generation = service.start(engine.name, prompts, options, prompt_param="prompt")
     echo = [engine.detokenize(prompts[i // body.n]) if body.echo else "" for i in range(len(generation.streams))]
     want_logprobs = body.logprobs is not None

@@ -27,7 +27,7 @@ from slmkit.server.protocol.openai import (
     ToolChatCompletionResponse,
     Usage,
 )
-from slmkit.server.services import GenerationService
+from slmkit.server.services import GenerationService, until_disconnected
 from slmkit.server.tools import ToolCall, ToolPlan, collect_tool_choices, parse_tools, plan_tools, tool_deltas
 
 router = APIRouter(tags=["openai"])
@@ -52,7 +52,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingRespo
     if body.dimensions is not None and body.dimensions != embedder.dimensions:
         raise InvalidRequest(f"model '{embedder.name}' produces {embedder.dimensions}-dimensional vectors and "
                              "cannot shorten them", param="dimensions")
-    result = await service.embed(embedder.name, inputs, truncate=False)
+    result = await until_disconnected(request.receive, service.embed(embedder.name, inputs, truncate=False))
     data = [EmbeddingData(index=i, embedding=_encode(v, body.encoding_format)) for i, v in enumerate(result.vectors)]
     usage = EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens)
     return EmbeddingResponse(data=data, model=result.model, usage=usage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from slmkit.errors import InvalidRequest
@@ -30,7 +32,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
     with its text."""
     text = body.text()
     engine = await request.app.state.service.registry.acquire(body.model)
-    ids = engine.tokenize(text, add_special=body.add_special, parse_special=True)
+    ids = await asyncio.to_thread(engine.tokenize, text, add_special=body.add_special, parse_special=True)
     tokens: list[int] | list[Piece] = [Piece(id=t, piece=_piece(engine, t)) for t in ids] if body.with_pieces else ids
     return TokenizeResponse(model=engine.name, tokens=tokens, count=len(ids), max_model_len=engine.context_length)
 
