@@ -31,7 +31,7 @@ GROUP_SIZES = (32, 64, 128)
 MLX_HINT = "converting to MLX needs mlx and mlx-lm: pip install 'slmkit[mlx]'"
 GGUF_HINT = "converting a GGUF to MLX also needs torch and transformers to read it: pip install 'slmkit[convert]'"
 # perplexity / the Q4_1 GGUF's, measured on SmolLM2 135M (docs/models.md)
-MEASURED_RATIO = {"q4": "1.23x", "q8": "0.99x", "f16": "(not measured)"}
+MEASURED_RATIO = {"q4": "1.23x", "q8": "0.99x"}
 
 
 @dataclass
@@ -227,7 +227,8 @@ def _warnings(src: _Source, quant: str, check: str) -> list[str]:
     if src.bits is None or src.bits >= 8:
         return []
     redo = "re-quantizes to " + quant if QUANTS[quant] else "stores it as float16 (which cannot restore what was lost)"
-    return [f"the source is already quantized (~{src.bits} bits per weight): converting dequantizes it and {redo}; "
-            f"perplexity measured {MEASURED_RATIO[quant]} the GGUF's on SmolLM2 Q4_1. Check the drift with "
-            f"`{check}`, or convert from the original safetensors"]
+    measured = (f"; perplexity measured {MEASURED_RATIO[quant]} the GGUF's on SmolLM2 Q4_1"
+                if quant in MEASURED_RATIO else "")
+    return [f"the source is already quantized (~{src.bits} bits per weight): converting dequantizes it and "
+            f"{redo}{measured}. Check the drift with `{check}`, or convert from the original safetensors"]
 
