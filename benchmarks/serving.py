@@ -15,6 +15,13 @@ fixed-length streamed requests of --tokens output tokens at concurrency 1,4,8,16
 --repeats, peak RSS per server. Writes the table into docs/benchmarks.md (the section between
 the serving markers, replaced on each run; the rest of the file is kept) and a PNG plot.
 Needs the bench extra: pip install -e '.[bench]'.
+
+The grounded workload (answers copied, quoted or rewritten from a 300-600-token document, where
+prompt-lookup speculation can pay), against llama-server at each of its n-gram speculation
+settings (the fastest per level counts), greedy, written to its own section:
+
+    .venv/bin/python benchmarks/serving.py --workload grounded --concurrency 1,8 --repeats 3 \
+        --only slmkit --only llama-server --llama-server PATH --spec-types off,ngram-simple,ngram-mod
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from slmkit.server.process import free_port  # noqa: E402
 from slmkit.store.resolve import resolve_model  # noqa: E402
 
 BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"
+SECTIONS = {"fixed": (BEGIN, END), "grounded": ("<!-- serving-grounded:begin -->", "<!-- serving-grounded:end -->")}
 
 
 @contextmanager
@@ -79,14 +87,20 @@ def peers(args: argparse.Namespace, gguf: Path) -> list[tuple[str, list[str], st
     lcp = [py, "-m", "llama_cpp.server", "--model", str(gguf), "--n_threads", t, "--n_threads_batch", t,
            "--n_ctx", c, "--host", "127.0.0.1", "--port", "{port}"]
     out = [("slmkit", [py, "-m", "slmkit", "serve", "--model", str(gguf), "--port", "{port}", "--threads", t,
-                       "--ctx-size", c, "--parallel", slots], "/health"),
+                       "--ctx-size", c, "--parallel", slots, "--speculative", "ngram"], "/health"),
            ("llama-cpp-python", lcp, "/v1/models"),
            ("llama-cpp-python (no interrupt)", [*lcp, "--interrupt_requests", "False"], "/v1/models")]
+    if args.slmkit_spec_off:
+        out.append(("slmkit (speculation off)", [*out[0][1][:-1], "off"], "/health"))
     if args.llama_server:
-        out.append(("llama-server", [str(args.llama_server), "-m", str(gguf), "-t", t, "-c",
-                                     str(args.ctx_size * args.slots), "-np", slots, "--host", "127.0.0.1",
-                                     "--port", "{port}"], "/health"))
-    return [p for p in out if not args.only or p[0] in args.only]
+        base = [str(args.llama_server), "-m", str(gguf), "-t", t, "-c", str(args.ctx_size * args.slots), "-np", slots,
+                "--host", "127.0.0.1", "--port", "{port}"]
+        for spec in args.spec_types.split(","):
+            label = "llama-server" if spec == "off" else f"llama-server {spec}"
+            out.append((label, base if spec == "off" else [*base, "--spec-type", spec], "/health"))
+    variant = ("slmkit ", "llama-server ")  # `--only llama-server` takes each of its settings
+    return [p for p in out if not args.only or p[0] in args.only
+            or (p[0].startswith(variant) and p[0].split(" ")[0] in args.only)]
 
 
 def bench_command(args: argparse.Namespace, targets: list[tuple[str, str, int]], out_dir: Path) -> list[str]:
@@ -94,16 +108,23 @@ def bench_command(args: argparse.Namespace, targets: list[tuple[str, str, int]],
     cmd += [f"{label}={url}" for label, url, _ in targets]
     for _, _, pid in targets:
         cmd += ["--pid", str(pid)]
-    cmd += ["--workload", "fixed", "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.tokens),
-            "--concurrency", args.concurrency, "--repeats", str(args.repeats), "--warmup", "1",
-            "--temperature", "0.7", "--timeout", "900", "-o", str(out_dir), "--name", "serving"]
+    if args.workload == "grounded":  # greedy: the outputs of every server are the model's one answer
+        cmd += ["--workload", "grounded", "--temperature", "0"]
+    else:
+        cmd += ["--workload", "fixed", "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.tokens),
+                "--temperature", "0.7"]
+    cmd += ["--concurrency", args.concurrency, "--repeats", str(args.repeats), "--warmup", "1",
+            "--timeout", "900", "-o", str(out_dir), "--name", f"serving-{args.workload}"]
     if args.requests:
         cmd += ["--requests", str(args.requests)]
     return cmd
 
 
 def section(doc: dict[str, Any], command: str, args: argparse.Namespace, gguf: Path, plot: Path | None) -> str:
-    lines = [BEGIN, "## slmkit vs llama-cpp-python's server (and llama-server) under load", "",
+    begin, end = SECTIONS[args.workload]
+    if args.workload == "grounded":
+        return grounded_section(doc, command, args, gguf, plot)
+    lines = [begin, "## slmkit vs llama-cpp-python's server (and llama-server) under load", "",
              f"Command: `{command}`", "",
              f"Each server has the same GGUF ({gguf.name}), {args.threads} threads and "
              f"{args.ctx_size} tokens of context per sequence (slmkit and llama-server: {args.slots} slots). "
@@ -114,8 +135,47 @@ def section(doc: dict[str, Any], command: str, args: argparse.Namespace, gguf: P
     lines += [ratio_table(doc), ""]
     if plot:
         lines += [f"![tokens/s and TTFT p95 vs concurrency]({plot.relative_to(ROOT / 'docs')})", ""]
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
+
+
+def grounded_section(doc: dict[str, Any], command: str, args: argparse.Namespace, gguf: Path,
+                     plot: Path | None) -> str:
+    begin, end = SECTIONS["grounded"]
+    lines = [begin, "## Grounded workload: slmkit vs llama-server at its best speculation setting", "",
+             f"Command: `{command}`", "",
+             f"Each server has the same GGUF ({gguf.name}), {args.threads} threads, {args.slots} slots of "
+             f"{args.ctx_size} tokens. Every request gets a document of its own (300-600 tokens) and a task that "
+             "copies, quotes or rewrites from it (answers of 128-256 tokens, ending where the model ends them), "
+             f"greedy; concurrency {args.concurrency}, median of {args.repeats} repeats, servers measured "
+             f"alternately in one run, each run's prompts salted apart. Measured {doc['started_at']}.", "",
+             markdown_table(doc), "", best_ratio_table(doc), ""]
+    if plot:
+        lines += [f"![tokens/s and TTFT p95 vs concurrency]({plot.relative_to(ROOT / 'docs')})", ""]
+    lines.append(end)
+    return "\n".join(lines)
+
+
+def best_ratio_table(doc: dict[str, Any]) -> str:
+    """slmkit against the fastest llama-server setting at each level (the grounded targets)."""
+    rows = {(r["endpoint"], r["level"]): r for r in doc["summary"]}
+    levels = sorted({r["level"] for r in doc["summary"]})
+    peers = [e["label"] for e in doc["endpoints"] if e["label"].startswith("llama-server")]
+    lines = ["| concurrency | slmkit tok/s | best llama-server setting | its tok/s | tok/s ratio | TTFT p95 ratio |",
+             "|---|---|---|---|---|---|"]
+    for level in levels:
+        ours = rows.get(("slmkit", level)) or {}
+        found = [(rows[(p, level)]["output_tokens_per_s"] or 0.0, p) for p in peers if (p, level) in rows]
+        if not found or not ours.get("output_tokens_per_s"):
+            continue
+        speed, best = max(found)
+        theirs = rows[(best, level)]
+        ttft = (f"{ours['ttft_p95_ms'] / theirs['ttft_p95_ms']:.2f}x"
+                if ours.get("ttft_p95_ms") and theirs.get("ttft_p95_ms") else "-")
+        lines.append(f"| {level} | {ours['output_tokens_per_s']:.1f} | {best} | {speed:.1f} | "
+                     f"{ours['output_tokens_per_s'] / speed:.2f}x | {ttft} |")
+    return "slmkit relative to the fastest llama-server setting at each level (TTFT p95: lower is better):\n\n" + \
+        "\n".join(lines)
 
 
 def ratio_table(doc: dict[str, Any]) -> str:
@@ -137,8 +197,8 @@ def ratio_table(doc: dict[str, Any]) -> str:
     return "slmkit relative to each peer (tok/s: higher is better; TTFT p95: lower is better):\n\n" + "\n".join(lines)
 
 
-def write_section(text: str, docs: Path) -> None:
-    replace_section(docs, BEGIN, END, text)
+def write_section(text: str, docs: Path, workload: str = "fixed") -> None:
+    replace_section(docs, *SECTIONS[workload], text)
 
 
 def main() -> None:
@@ -153,6 +213,11 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--requests", type=int, default=None, help="per run [slm bench default: 4x concurrency]")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workload", choices=sorted(SECTIONS), default="fixed")
+    parser.add_argument("--spec-types", default="off",
+                        help="llama-server variants: off and/or its --spec-type values, comma-separated "
+                             "(e.g. off,ngram-simple,ngram-map-k,ngram-mod)")
+    parser.add_argument("--slmkit-spec-off", action="store_true", help="also slmkit with --speculative off")
     parser.add_argument("--only", action="append", help="bench only this server label (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
@@ -169,18 +234,19 @@ def main() -> None:
         cmd = bench_command(args, targets, args.out)
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=False)
-    doc = json.loads((args.out / "serving.json").read_text())
+    doc = json.loads((args.out / f"serving-{args.workload}.json").read_text())
     print(markdown_table(doc))
     if args.no_write:
         return
-    plot = ROOT / "docs" / "img" / "serving_throughput_ttft.png"
+    suffix = "" if args.workload == "fixed" else f"_{args.workload}"
+    plot = ROOT / "docs" / "img" / f"serving{suffix}_throughput_ttft.png"
     plot.parent.mkdir(exist_ok=True)
-    src = args.out / "serving_throughput_ttft.png"
+    src = args.out / f"serving-{args.workload}_throughput_ttft.png"
     if src.exists():
         os.replace(src, plot)
     invocation = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
     write_section(section(doc, invocation.strip(), args, gguf, plot if plot.exists() else None),
-                  ROOT / "docs" / "benchmarks.md")
+                  ROOT / "docs" / "benchmarks.md", args.workload)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class EngineSettings(BaseModel):
 
     parallel: int = Field(4, ge=1, le=256, description="Slots: sequences decoded together.")
     ctx_size: int = Field(2048, ge=64, description="Context length of each slot, in tokens.")
-    threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: the physical cores.")
     batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
     prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
@@ -34,6 +34,12 @@ class EngineSettings(BaseModel):
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
                                   "any more (like llama-server's --cache-ram); 0: off.")
+    cache_type_k: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of keys (llama.cpp "
+                                                         "engine); q8_0 halves the KV memory, q4_0 quarters it.")
+    cache_type_v: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of values.")
+    speculative: Literal["ngram", "off"] = Field("off", description="llama.cpp engine: prompt-lookup (n-gram) "
+                                                 "speculative decoding, adaptive per sequence; off: none (the "
+                                                 "default until a side-by-side benchmark shows it pays).")
     grammar_max_repeat: int = Field(1000, ge=1, le=4000, description="JSON schemas: the largest minItems, maxItems, "
                                     "minLength, maxLength (or {n} in a pattern) a grammar may be built for.")
     grammar_max_enum: int = Field(256, ge=1, description="JSON schemas: most values in one enum (each costs "
@@ -50,7 +56,10 @@ class EngineSettings(BaseModel):
                                            "llama-server does.")
 
     def n_threads(self) -> int:
-        return self.threads or max(1, os.cpu_count() or 1)
+        """``threads``, else the physical cores (SMT siblings only slow llama.cpp's decode down)."""
+        from slmkit.catalog.hardware import physical_cores
+
+        return self.threads or physical_cores()
 
 
 class StoreSettings(BaseModel):
@@ -99,7 +108,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     engine: EngineSettings = EngineSettings()
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = Field(default_factory=StoreSettings)  # SLM_HOME read at load, not import
     security: SecuritySettings = SecuritySettings()
     log_level: str = "info"
 

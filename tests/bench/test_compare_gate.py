@@ -71,3 +71,25 @@ def test_bad_gate_options(docs: tuple[str, str], args: tuple[str, ...], needle: 
     out = _slm("bench", "compare", *docs, *args)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert needle in out.stderr
+
+
+def test_different_workloads_are_refused_unless_forced(tmp_path: Path) -> None:
+    docs = []
+    for name, workload in (("mixed.json", "mixed"), ("fixed.json", "fixed")):
+        path = Path(_doc(tmp_path / name))
+        doc = json.loads(path.read_text())
+        path.write_text(json.dumps({**doc, "config": {"workload": workload, "workload_detail": {"items": 8}}}))
+        docs.append(str(path))
+    out = _slm("bench", "compare", *docs)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "different workloads (mixed vs fixed)" in out.stderr and "--force" in out.stderr
+    forced = _slm("bench", "compare", *docs, "--force")
+    assert forced.returncode == 0 and "1.00x" in forced.stdout
+
+
+def test_an_unreachable_server_prints_no_empty_table() -> None:
+    from tests.helpers import free_port
+
+    out = _slm("bench", f"http://127.0.0.1:{free_port()}", "--requests", "1", "--warmup", "1", "--no-plots")
+    assert out.returncode == 1 and "cannot reach" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout.strip() == ""

@@ -101,7 +101,8 @@ def _recommend(*args: str) -> dict[str, Any]:
 
 
 def test_recommend_small_and_large_machines_pick_different_sensible_models() -> None:
-    small, large = _recommend("--ram", "4G", "--gpu-mem", "0"), _recommend("--ram", "64G", "--gpu-mem", "0")
+    small, large = (_recommend("--ram", "4G", "--gpu-mem", "0", "--min-speed", "0"),
+                    _recommend("--ram", "64G", "--gpu-mem", "0", "--min-speed", "0"))  # memory only
     s, big = small["choice"], large["choice"]
     assert s["model"] != big["model"]
     assert s["ram_bytes"] <= 0.8 * (4 << 30) and big["ram_bytes"] <= 0.8 * (64 << 30)
@@ -112,10 +113,37 @@ def test_recommend_small_and_large_machines_pick_different_sensible_models() -> 
     assert "bitnet" not in json.dumps(large)  # needs bitnet.cpp, not our engine
 
 
+def test_recommend_weighs_speed_and_task_fit() -> None:
+    two_cores = _recommend("--ram", "64G", "--gpu-mem", "0", "--cores", "2", "--bandwidth", "8")
+    pick = two_cores["choice"]
+    assert pick["parameters"] < 5e9 and pick["tokens_per_s"] >= 10, pick  # not a 24B model on 2 cores
+    assert any("10 tokens/s" in line for line in two_cores["reasons"])
+    big = _recommend("--ram", "64G", "--gpu-mem", "0", "--cores", "32", "--bandwidth", "400")["choice"]
+    assert big["parameters"] > 10e9 and big["tokens_per_s"] >= 10
+    chat = _recommend("--ram", "64G", "--gpu-mem", "0", "--cores", "16", "--bandwidth", "80")["choice"]
+    assert find(chat["model"]).tasks[0] == "chat"  # a coding model is not the pick for chat
+    code = _recommend("--task", "code", "--ram", "64G", "--gpu-mem", "0", "--cores", "16", "--bandwidth", "80")
+    assert find(code["choice"]["model"]).tasks[0] == "code"
+    slow = _recommend("--ram", "8G", "--gpu-mem", "0", "--cores", "1", "--bandwidth", "0.5")
+    assert slow["choice"] and any("no chat model reaches" in line for line in slow["reasons"])
+
+
+def test_speed_estimate_reads_the_weights_once_per_token() -> None:
+    from slmkit.catalog.estimate import Dims
+    from slmkit.catalog.speed import bytes_per_token, decode_speed
+
+    dims = Dims("m", 10**9, layers=10, hidden_size=1024, kv_heads=2, head_dim_k=64, head_dim_v=64, vocab_size=1000,
+                max_context=4096)
+    per_token = bytes_per_token(5e8, dims, ctx=1000)
+    assert per_token == 5e8 + 10 * 2 * 128 * 2 * 500
+    fast, scalar = decode_speed(per_token, 10e9, ["avx2"]), decode_speed(per_token, 10e9, [])
+    assert fast > scalar > 0 and decode_speed(per_token * 2, 10e9, ["avx2"]) == fast / 2
+
+
 def test_recommend_embed_task_and_nothing_fits() -> None:
-    embed = _recommend("--task", "embed", "--ram", "8G", "--gpu-mem", "0")
+    embed = _recommend("--task", "embed", "--ram", "8G", "--gpu-mem", "0", "--min-speed", "0")
     assert "embed" in find(embed["choice"]["model"]).tasks
-    tiny = _slm("recommend", "--ram", "64M", "--gpu-mem", "0")
+    tiny = _slm("recommend", "--ram", "64M", "--gpu-mem", "0", "--min-speed", "0")
     assert tiny.returncode != 0 and "no chat model" in tiny.stdout
 
 

@@ -23,17 +23,9 @@ def test_version() -> None:
 
 
 def test_run_one_shot_answers() -> None:
-    out = _slm("run", "smollm2-135m-instruct", "Which city is the capital of France?", "--temperature", "0",
-               "--max-tokens", "20")
+    out = _slm("run", "smollm2-135m-instruct", "What is 2 + 3?", "--temperature", "0", "--max-tokens", "20")
     assert out.returncode == 0, out.stderr
-    assert "paris" in out.stdout.lower()
-
-
-def test_run_interactive_reads_stdin() -> None:
-    proc = subprocess.run([sys.executable, "-m", "slmkit", "run", "--temperature", "0", "--max-tokens", "12"],
-                          input="Say hello.\n/bye\n", capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.strip()) > 0
+    assert "5" in out.stdout
 
 
 @pytest.mark.parametrize("args", [["serve", "--model", "no-such-model"], ["run", "no-such-model", "hi"],

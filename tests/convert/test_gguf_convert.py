@@ -289,10 +289,10 @@ def test_bad_sources_and_flags_are_one_line_errors(tmp_path: Path) -> None:
     assert "already a model in gguf format" in _error_line(slm("convert", MODEL, "--to", "gguf", home=home))
     assert "not a Hugging Face model folder" in _error_line(slm("convert", "no-such-thing", "--to", "gguf",
                                                                 home=home))
-    assert "--precision does not apply to --to gguf" in _error_line(
+    assert "--quant int8 does not apply to --to gguf" in _error_line(  # --precision: the old spelling
         slm("convert", str(tmp_path), "--to", "gguf", "--precision", "int8", home=home))
-    assert "--outtype does not apply to --to onnx" in _error_line(
-        slm("convert", MODEL, "--to", "onnx", "--outtype", "f16", home=home))
+    assert "--quant f16 does not apply to --to onnx" in _error_line(
+        slm("convert", MODEL, "--to", "onnx", "--quant", "f16", home=home))
     assert Store(home).list() == []
 
 

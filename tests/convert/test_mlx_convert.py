@@ -108,10 +108,12 @@ def test_unsupported_family_from_the_hub_is_refused(tmp_path: Path) -> None:
 def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="MLX quantizes in groups of 32, 64, 128 weights, not 48"):
         convert_mlx.convert_to_mlx(Store(tmp_path), MODEL, "q4", group_size=48)
-    with pytest.raises(InvalidRequest, match="--outtype does not apply to --to mlx"):
-        _check_flags("mlx", outtype="f16", provider=None, optimizer=None)
+    with pytest.raises(InvalidRequest, match="MLX has no quant type 'q4_k_m'; choose one of q4, q8, f16"):
+        convert_mlx.convert_to_mlx(Store(tmp_path), MODEL, "q4_k_m")
+    with pytest.raises(InvalidRequest, match="--algo does not apply to --to mlx"):
+        _check_flags("mlx", algo="k_quant", provider=None, optimizer=None)
     line = _one_line_error(slm("convert", MODEL, "--to", "mlx", "--quant", "q4_k_m", home=tmp_path))
-    assert "MLX has no quant type 'q4_k_m'; choose one of q4, q8, f16" in line
+    assert "--quant q4_k_m does not apply to --to mlx; choose one of q4, q8, f16 (MLX has no k-quants" in line
     assert not (tmp_path / "tmp").exists() or not list((tmp_path / "tmp").iterdir())
 
 

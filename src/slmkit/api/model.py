@@ -26,6 +26,7 @@ from slmkit.server.registry import ModelRegistry
 from slmkit.server.services import GenerateOptions, GenerationService
 from slmkit.server.tools import ToolPlan, collect_tool_choices, parse_tools, plan_tools
 from slmkit.settings import EngineSettings, Settings, load_settings
+from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
 ENGINE_OPTIONS = frozenset(EngineSettings.model_fields)
@@ -112,6 +113,20 @@ class Model:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def profile(self) -> Profile | None:
+        """The Modelfile profile it was loaded with (SYSTEM, TEMPLATE, PARAMETERs), if any."""
+        return self._registry.profile(self._engine.name)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template in use: the profile's TEMPLATE, else the model's own."""
+        profile = self.profile
+        if profile is not None and profile.template:
+            return profile.template
+        template = getattr(self._engine, "template", None)
+        return getattr(template, "source", None)
 
     def stats(self) -> dict[str, float]:
         """Live engine figures: running and waiting requests, KV-cache use, reused tokens."""

@@ -37,6 +37,7 @@ class GenerateKwargs(TypedDict, total=False):
     logprobs: int | None  # alternatives reported per token (0: only the chosen token); None: off
     response_format: ResponseFormat | None
     ignore_eos: bool | None  # generate exactly max_tokens (benchmarks)
+    speculative: bool | None  # False: no prompt-lookup drafts for this call (the output is the same either way)
 
 
 class ChatKwargs(GenerateKwargs, total=False):

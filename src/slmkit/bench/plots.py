@@ -18,7 +18,9 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise InvalidRequest("PNG plots need matplotlib: pip install 'slmkit[bench]'") from exc
+        from slmkit.install import install_command
+
+        raise InvalidRequest(f"PNG plots need matplotlib: {install_command('bench')}") from exc
     return plt
 
 

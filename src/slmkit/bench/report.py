@@ -131,6 +131,9 @@ def markdown_table(doc: dict[str, Any]) -> str:
         tokens = f"{row['completed_output_tokens']}/{row['requested_output_tokens']}"
         lines.append(f"| {row['endpoint']} | {level} | " + " | ".join(cells) + f" | {tokens} | {row['failed']} |")
     note = f"\n\n**Partial results**: {doc['partial_reason']}" if doc.get("partial") else ""
+    salt = doc.get("config", {}).get("salt")
+    if salt:
+        note += f"\n\nPrompt salt `{salt}`: each run's prompts started with `[{salt}.N]` (N: the run's number)."
     return "\n".join(lines) + note
 
 

@@ -18,7 +18,7 @@ import httpx
 from slmkit.bench.protocols import Endpoint, SendOptions, count_missing_tokens, discover, error_kind, send
 from slmkit.bench.records import RequestRecord, summarize
 from slmkit.bench.resources import ProcessWatcher
-from slmkit.bench.workload import Workload
+from slmkit.bench.workload import Workload, salted
 from slmkit.errors import SlmkitError
 
 
@@ -45,6 +45,7 @@ class BenchConfig:
     timeout_s: float = 300.0
     seed: int = 0
     send: SendOptions = field(default_factory=SendOptions)
+    salt: str | None = None  # each run's prompts start with "[SALT.N]" (N: the run's number); None: unsalted
 
     def request_limit(self, level: Level) -> int | None:
         if self.requests is not None:
@@ -92,6 +93,10 @@ class BenchRunner:
         self.runs: list[dict[str, Any]] = []
         self.problems: dict[str, str] = {}  # endpoint label -> why it dropped out
         self._counter = itertools.count()
+        self.salt: str | None = None  # the current run's
+
+    def _run_salt(self, name: str) -> str | None:
+        return f"{self.config.salt}.{name}" if self.config.salt else None
 
     async def run(self, stop: asyncio.Event) -> BenchOutcome:
         """Run everything; returns what was measured, marked partial after a stop or a failure."""
@@ -123,11 +128,17 @@ class BenchRunner:
         except (SlmkitError, ValueError, KeyError) as exc:
             self.problems[ep.label] = f"{ep.root} did not answer as an {ep.api} server: {exc}"
             return False
+        warming = getattr(self.progress, "warmup", None)  # optional: (label, done, total)
         for i in range(self.config.warmup):
             if stop.is_set():
                 return False
+            if warming:
+                warming(ep.label, i, self.config.warmup)
             record = RequestRecord(index=1_000_000 + i, start_s=0.0)  # not recorded; its own seeds
-            await send(client, ep, self.workload.item(i), self.config.send, record)
+            prompt = salted(self.workload.item(i), self._run_salt(f"w{self.endpoints.index(ep)}"))
+            await send(client, ep, prompt, self.config.send, record)
+            if warming:
+                warming(ep.label, i + 1, self.config.warmup)
             if record.error_kind == "connect":
                 self.problems[ep.label] = f"cannot reach {ep.root}: {record.error}"
                 return False
@@ -140,6 +151,7 @@ class BenchRunner:
         watcher = self.watchers.get(ep.label)
         if watcher:
             watcher.start()
+        self.salt = self._run_salt(str(len(self.runs) + 1))
         start = time.perf_counter()
         records: list[RequestRecord] = []
         body = self._closed_loop if level.mode == "concurrency" else self._open_loop
@@ -150,7 +162,7 @@ class BenchRunner:
         run = {"endpoint": ep.label, "repeat": repeat, "mode": level.mode,
                "concurrency": int(level.value) if level.mode == "concurrency" else None,
                "rate": level.value if level.mode == "rate" else None,
-               "interrupted": stop.is_set(), **summarize(records, duration),
+               "interrupted": stop.is_set(), "salt": self.salt, **summarize(records, duration),
                "resources": resources,
                "per_request": [r.to_json() for r in sorted(records, key=lambda r: r.start_s)]}
         self.runs.append(run)
@@ -165,7 +177,7 @@ class BenchRunner:
 
     async def _send(self, client: httpx.AsyncClient, ep: Endpoint, record: RequestRecord) -> None:
         try:
-            await send(client, ep, self.workload.item(record.index), self.config.send, record)
+            await send(client, ep, salted(self.workload.item(record.index), self.salt), self.config.send, record)
         except asyncio.CancelledError:
             record.error_kind, record.error = "cancelled", "stopped before the response ended"
             raise

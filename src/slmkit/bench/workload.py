@@ -45,6 +45,15 @@ class BenchPrompt:
     max_tokens: int
 
 
+def salted(prompt: BenchPrompt, salt: str | None) -> BenchPrompt:
+    """The prompt with ``[salt]`` before its first message's text: prompts no earlier run sent,
+    so no server answers them from a prompt cache that run filled."""
+    if not salt:
+        return prompt
+    first, *rest = prompt.messages
+    return BenchPrompt([{**first, "content": f"[{salt}] {first['content']}"}, *rest], prompt.max_tokens)
+
+
 @dataclass
 class Workload:
     """A cycle of prompts (request i sends ``prompts[i % len(prompts)]``), or, with ``make``, a

@@ -83,21 +83,25 @@ class MemoryEstimate:
         return {**asdict(self), "total_bytes": self.total_bytes}
 
 
-def kv_cache_bytes(dims: Dims, ctx: int, parallel: int, kv_type: str = "f16") -> int:
-    per_token = dims.layers * dims.kv_heads * (dims.head_dim_k + dims.head_dim_v) * kv_bytes(kv_type)
+def kv_cache_bytes(dims: Dims, ctx: int, parallel: int, kv_type: str = "f16", kv_type_v: str | None = None) -> int:
+    """Keys of type ``kv_type``, values of ``kv_type_v`` (default: the same)."""
+    per_token = dims.layers * dims.kv_heads * (dims.head_dim_k * kv_bytes(kv_type)
+                                               + dims.head_dim_v * kv_bytes(kv_type_v or kv_type))
     return int(per_token * ctx * parallel)
 
 
 def estimate(dims: Dims, *, quant: str, weights_bytes: int | None = None, ctx: int = 4096, parallel: int = 1,
-             kv_type: str = "f16", n_ubatch: int = N_UBATCH, disk_bytes: int | None = None) -> MemoryEstimate:
+             kv_type: str = "f16", kv_type_v: str | None = None, n_ubatch: int = N_UBATCH,
+             disk_bytes: int | None = None) -> MemoryEstimate:
     """Memory to serve ``dims`` with ``parallel`` slots of ``ctx`` tokens each."""
     if weights_bytes is None:
         weights_bytes = int(dims.parameters * bits_per_weight(quant) / 8)
     ubatch = min(n_ubatch, ctx)
     return MemoryEstimate(
-        model=dims.name, quant=quant, ctx=ctx, parallel=parallel, kv_type=kv_type,
+        model=dims.name, quant=quant, ctx=ctx, parallel=parallel,
+        kv_type=kv_type if kv_type_v in (None, kv_type) else f"{kv_type}/{kv_type_v}",
         weights_bytes=weights_bytes,
-        kv_cache_bytes=kv_cache_bytes(dims, ctx, parallel, kv_type),
+        kv_cache_bytes=kv_cache_bytes(dims, ctx, parallel, kv_type, kv_type_v),
         output_bytes=parallel * dims.vocab_size * 4,
         compute_bytes=ubatch * 4 * (8 * dims.hidden_size + 2 * ctx),
         runtime_bytes=RUNTIME_BYTES,

@@ -31,6 +31,9 @@ class Hardware:
     gpus: list[GPU] = field(default_factory=list)
     disk_free: int = 0
     overridden: list[str] = field(default_factory=list)
+    physical_cores: int = 0  # 0: unknown (then ``cores``)
+    memory_bandwidth: float = 0.0  # bytes/s the physical cores read together; 0: not measured
+    load_average: float = 0.0  # 1-minute load when probed
 
     @property
     def gpu_memory(self) -> int:
@@ -83,8 +86,41 @@ def _nvidia_gpus() -> list[GPU]:
     return gpus
 
 
-def probe(store_home: Path | None = None, *, ram: int | None = None, gpu_mem: int | None = None) -> Hardware:
-    """Probe the machine; ``ram`` / ``gpu_mem`` (bytes) replace what was found, to plan for another one."""
+def physical_cores() -> int:
+    """Cores this process may run on, counting SMT siblings once (llama.cpp's best thread count)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    pairs: set[tuple[str, str]] = set()
+    physical = core = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "physical id":
+                physical = value
+            elif key == "core id":
+                core = value
+                pairs.add((physical, core))
+    except OSError:
+        pass
+    logical = os.cpu_count() or 1
+    smt = max(1, logical // len(pairs)) if pairs else 1
+    return max(1, min(usable, logical // smt if pairs else usable))
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def probe(store_home: Path | None = None, *, ram: int | None = None, gpu_mem: int | None = None,
+          cores: int | None = None, bandwidth: float | None = None, measure: bool = False) -> Hardware:
+    """Probe the machine; ``ram`` / ``gpu_mem`` (bytes), ``cores`` and ``bandwidth`` (bytes/s)
+    replace what was found, to plan for another one. ``measure``: time the memory bandwidth
+    (about a quarter of a second, see ``catalog.speed``)."""
     total, available = _meminfo()
     overridden = []
     if ram is not None:
@@ -97,6 +133,19 @@ def probe(store_home: Path | None = None, *, ram: int | None = None, gpu_mem: in
     disk_dir = store_home if store_home is not None else Path.home()
     while not disk_dir.exists() and disk_dir != disk_dir.parent:
         disk_dir = disk_dir.parent
-    return Hardware(ram_total=total, ram_available=available, cores=os.cpu_count() or 1,
+    physical = physical_cores()
+    if cores is not None:
+        physical = cores
+        overridden.append("cores")
+    measured = 0.0
+    if bandwidth is not None:
+        measured = bandwidth
+        overridden.append("bandwidth")
+    elif measure:
+        from slmkit.catalog.speed import measure_bandwidth
+
+        measured = measure_bandwidth(physical)
+    return Hardware(ram_total=total, ram_available=available, cores=cores or os.cpu_count() or 1,
                     cpu_features=_cpu_features(), machine=platform.machine(), gpus=gpus,
-                    disk_free=shutil.disk_usage(disk_dir).free, overridden=overridden)
+                    disk_free=shutil.disk_usage(disk_dir).free, overridden=overridden, physical_cores=physical,
+                    memory_bandwidth=measured, load_average=load_average())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import signal
 import sys
 from contextlib import ExitStack
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from slmkit.bench.grounded import grounded_workload
 from slmkit.bench.protocols import Endpoint, SendOptions
 from slmkit.bench.records import RequestRecord
 from slmkit.bench.report import (
@@ -86,6 +89,12 @@ class RichProgress:
         self.task: Any = None
         self.tokens = 0
 
+    def warmup(self, label: str, done: int, total: int) -> None:
+        """Warm-up requests (not measured) show as their own bar, so a slow first load is visible."""
+        if done == 0:
+            self.task = self.progress.add_task(f"{label} warm-up", total=total, rate="not measured")
+        self.progress.update(self.task, completed=done)
+
     def run_started(self, label: str, total: int | None) -> None:
         self.tokens = 0
         self.task = self.progress.add_task(label, total=total, rate="")
@@ -117,7 +126,9 @@ class RichProgress:
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds per run (instead of a count).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Unrecorded requests first.")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--workload", type=click.Choice(["mixed", "fixed"]), default="mixed", show_default=True)
+@click.option("--workload", type=click.Choice(["mixed", "fixed", "grounded"]), default="mixed", show_default=True,
+              help="mixed: chat questions; fixed: --prompt-tokens in, --max-tokens out; grounded: extract, "
+                   "rewrite or quote from a 300-600-token document.")
 @click.option("--prompts", type=click.Path(path_type=Path), default=None, help="JSONL file of prompts.")
 @click.option("--prompt-tokens", type=click.IntRange(min=1), default=128, show_default=True,
               help="Prompt length (words) of the fixed workload; prompt tokens for --engine.")
@@ -126,6 +137,8 @@ class RichProgress:
 @click.option("--ignore-eos/--no-ignore-eos", default=None, help="Ask for the full budget [on for fixed].")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--salt", default=None, help="Each run's prompts start with [SALT.N], so no prompt cache filled by an "
+              "earlier run answers them [random for each invocation; 'none': unsalted].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Per request, s.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None, help="Slots of spawned servers [max level].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads of spawned servers / --engine.")
@@ -144,7 +157,8 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
               concurrency: str, rate: str | None, max_concurrency: int | None, requests: int | None,
               duration: float | None, warmup: int, repeats: int, workload: str, prompts: Path | None,
               prompt_tokens: int, max_tokens: int | None, ignore_eos: bool | None, temperature: float, seed: int,
-              timeout: float, parallel: int | None, threads: int | None, ctx_size: int | None, engine: str | None,
+              salt: str | None, timeout: float, parallel: int | None, threads: int | None, ctx_size: int | None,
+              engine: str | None,
               batch_sizes: str, gen_tokens: int, output_dir: Path | None, name: str, no_plots: bool,
               as_json: bool) -> None:
     """Load-test TARGETS: URLs ([label=][openai+|ollama+]URL[#model]) or model names to spawn."""
@@ -161,8 +175,12 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
     work = _workload(workload, prompts, prompt_tokens, max_tokens)
     send = SendOptions(temperature=temperature, seed=seed,
                        ignore_eos=work.ignore_eos if ignore_eos is None else ignore_eos)
+    salt = secrets.token_hex(4) if salt is None else (None if salt.lower() == "none" else salt)
     config = BenchConfig(levels=levels, requests=requests, duration_s=duration, max_concurrency=max_concurrency,
-                         warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send)
+                         warmup=warmup, repeats=repeats, timeout_s=timeout, seed=seed, send=send, salt=salt)
+    if not as_json:
+        err_console.print(f"prompt salt: {salt or 'none'} (each run's prompts start with [{salt}.RUN])"
+                          if salt else "prompts are not salted")
     targets = tuple(f"http://{t}" if _HOST_PORT.match(t) else t for t in targets)
     spawn_models = list(spawn) + [t for t in targets if "://" not in t]
     urls = [t for t in targets if "://" in t]
@@ -195,6 +213,8 @@ def _workload(kind: str, prompts: Path | None, prompt_tokens: int, max_tokens: i
         return jsonl_workload(prompts, max_tokens or 128)
     if kind == "fixed":
         return fixed_workload(prompt_tokens, max_tokens or 128)
+    if kind == "grounded":
+        return grounded_workload(max_tokens)
     return mixed_workload(max_tokens)
 
 
@@ -202,7 +222,7 @@ def _config_json(config: BenchConfig) -> dict[str, Any]:
     return {"requests_per_run": config.requests, "duration_s": config.duration_s,
             "max_concurrency": config.max_concurrency, "warmup": config.warmup, "repeats": config.repeats,
             "timeout_s": config.timeout_s, "seed": config.seed, "temperature": config.send.temperature,
-            "ignore_eos": config.send.ignore_eos}
+            "ignore_eos": config.send.ignore_eos, "salt": config.salt}
 
 
 def _spawn_all(stack: ExitStack, models: list[str], parallel: int | None, threads: int | None,
@@ -249,10 +269,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
             try:
                 write_bench_plots(doc, output_dir, name)
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-    else:
+    elif doc["runs"]:  # nothing measured (an unreachable server): the error line says why, no empty table
         console.print(table, highlight=False, soft_wrap=True)
 
 
@@ -264,8 +284,10 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
               help="Regression gate: exit 1 when B performs worse than this fraction of A (e.g. 0.7).")
 @click.option("--metric", "metrics", type=click.Choice([key for _, key, _, _ in COLUMNS]), multiple=True,
               help="Figure the gate checks; repeatable [output_tokens_per_s].")
+@click.option("--force", is_flag=True, help="Compare runs of different workloads anyway.")
 @handle_errors
-def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: tuple[str, ...]) -> None:
+def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: tuple[str, ...],
+            force: bool) -> None:
     """Ratios B/A of every figure of two `slm bench` results, matched by sweep level.
 
     With --fail-below R it is a regression gate for CI (A the baseline, B the new run): it exits
@@ -273,7 +295,12 @@ def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: 
     times, or a latency above 1/R times)."""
     if metrics and fail_below is None:
         raise InvalidRequest("--metric goes with --fail-below")
-    rows = compare_rows(load_document(a), load_document(b))
+    first, second = load_document(a), load_document(b)
+    workloads = [_workload_of(d) for d in (first, second)]
+    if workloads[0] != workloads[1] and not force:
+        raise InvalidRequest(f"{a} and {b} ran different workloads ({workloads[0][0]} vs {workloads[1][0]}); "
+                             "their figures do not compare (--force compares them anyway)")
+    rows = compare_rows(first, second)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -283,3 +310,10 @@ def compare(a: Path, b: Path, as_json: bool, fail_below: float | None, metrics: 
         if found:
             fail(regression_message(found, fail_below))
         err_console.print(f"no regression below {fail_below:g} of the baseline")
+
+
+def _workload_of(doc: dict[str, Any]) -> tuple[str, str]:
+    """A result's workload: its name and its detail (prompt lengths, caps...)."""
+    config = doc.get("config") or {}
+    detail = {k: v for k, v in (config.get("workload_detail") or {}).items() if v is not None}  # unset = default
+    return str(config.get("workload", doc.get("kind", "?"))), json.dumps(detail, sort_keys=True)

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from slmkit.bench.engine_bench import SCHEMA, EngineBench, EngineBenchConfig, engine_markdown, write_engine_plot
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console
 from slmkit.errors import InvalidRequest
+from slmkit.settings import load_settings
 from slmkit.store.resolve import resolve_model
 
 _FORMATS = {"llamacpp": "gguf", "mlx": "mlx"}
@@ -26,7 +28,7 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
         raise InvalidRequest(f"{resolved.name} is in {resolved.format} format; --engine {engine_name} benches "
                              f"{_FORMATS[engine_name]} models")
     config = EngineBenchConfig(batch_sizes=batch_sizes, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
-                               repeats=repeats, threads=threads or 2)
+                               repeats=repeats, threads=load_settings(engine__threads=threads).engine.n_threads())
     started = now_iso()
     with err_console.status(f"loading {resolved.name}") as status:
         engine = _bench(engine_name, resolved.path, config)
@@ -50,7 +52,7 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
                 write_engine_plot(rows, output_dir / f"{name}_engine.png",
                                   f"{_TITLES[engine_name]} in process: {resolved.name}")
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

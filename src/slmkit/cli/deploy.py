@@ -7,9 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from slmkit.catalog.estimate import human, parse_size
-from slmkit.cli.common import console, fail, handle_errors
+from slmkit.cli.common import Aliased, console, fail, handle_errors
 from slmkit.deploy import ENGINES, TARGETS, DeployOptions, plan, render, write_tree
 from slmkit.errors import InvalidRequest
 
@@ -21,7 +22,16 @@ class DeployGroup(click.Group):
                                                                               list[str]]:
         if args and args[0] == "check":
             return super().resolve_command(ctx, args)
-        return "render", self.commands["render"], args
+        name = args[0] if args and args[0] in TARGETS else "render"  # usage reads `slm deploy k8s ...`
+        return name, self.commands["render"], args
+
+
+class RenderCommand(click.Command):
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if ctx.info_name in TARGETS:
+            formatter.write_usage(ctx.command_path, "--model NAME [OPTIONS]")
+        else:
+            formatter.write_usage(ctx.command_path, "TARGET --model NAME [OPTIONS]")
 
 
 @click.group(cls=DeployGroup, invoke_without_command=False)
@@ -33,28 +43,38 @@ def deploy() -> None:
     """
 
 
-@deploy.command("render", hidden=True, context_settings={"help_option_names": ["-h", "--help"]})
+@deploy.command("render", cls=RenderCommand, hidden=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target")
 @click.option("--model", "-m", required=True, help="Catalog or embedded model name.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [./deploy-TARGET].")
-@click.option("--engine", default="llamacpp", help="llamacpp (CPU, slmkit) or vllm (GPU).")
-@click.option("--replicas", type=int, default=1, help="Replicas (k8s minimum, nginx upstreams, ray fixed count).")
+              help="Output directory [./deploy-TARGET, e.g. ./deploy-k8s].")
+@click.option("--engine", metavar="[" + "|".join(ENGINES) + "]", default="llamacpp", show_default=True,
+              help="llamacpp (CPU, slmkit) or vllm (GPU).")
+@click.option("--replicas", type=int, default=1, show_default=True,
+              help="Replicas (k8s minimum, nginx upstreams, ray fixed count).")
 @click.option("--max-replicas", type=int, default=None, help="HPA / Serve autoscaling maximum [4 x replicas].")
 @click.option("--min-replicas", type=int, default=None, help="ray: autoscale from this many (0: scale to zero).")
 @click.option("--target-ongoing-requests", type=float, default=None,
               help="ray: ongoing requests per replica Serve autoscales to [slots].")
 @click.option("--quant", default=None, help="Quantization [q4_k_m].")
-@click.option("--ctx", type=int, default=2048, help="Context per slot.")
-@click.option("--slots", type=int, default=4, help="Slots per replica (vLLM: --max-num-seqs).")
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=int, default=2048, show_default=True,
+              help="Context per slot.")
+@click.option("--parallel", "--slots", "slots", cls=Aliased, type=int, default=4, show_default=True,
+              help="Slots per replica (vLLM: --max-num-seqs).")
+@click.option("--cache-type-k", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type of keys (llama.cpp engine); sizes the memory request.")
+@click.option("--cache-type-v", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+              help="KV cache type of values.")
 @click.option("--memory", "memory", default=None, help="Memory budget per replica (GPU memory for vLLM), e.g. 4G.")
 @click.option("--api-keys-secret", default=None, help="Secret holding the API key (key 'api-key').")
-@click.option("--namespace", default="slmkit")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080)
-@click.option("--drain-timeout", type=click.IntRange(min=0), default=30)
+@click.option("--namespace", default="slmkit", show_default=True, help="Kubernetes namespace.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port the server listens on.")
+@click.option("--drain-timeout", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Seconds running requests get after SIGTERM.")
 @click.option("--image", default=None, help="Container image to run.")
 @click.option("--upstream", "upstreams", multiple=True, help="nginx: a replica HOST:PORT (repeatable).")
-@click.option("--listen", default="8000", help="nginx: the address to listen on.")
+@click.option("--listen", default="8000", show_default=True, help="nginx: the address to listen on.")
 @click.option("--with-webui", is_flag=True, help="compose: add Open WebUI on slmkit's Ollama API.")
 @click.option("--bake", is_flag=True, help="Bake the model into the image instead of pulling at start.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output directory.")
@@ -62,7 +82,7 @@ def deploy() -> None:
 @handle_errors
 def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas: int, max_replicas: int | None,
                min_replicas: int | None, target_ongoing_requests: float | None, quant: str | None, ctx: int,
-               slots: int, memory: str | None, api_keys_secret: str | None,
+               slots: int, cache_type_k: str, cache_type_v: str, memory: str | None, api_keys_secret: str | None,
                namespace: str, port: int, drain_timeout: int, image: str | None, upstreams: tuple[str, ...],
                listen: str, with_webui: bool, bake: bool, force: bool, as_json: bool) -> None:
     if target not in TARGETS:
@@ -74,7 +94,8 @@ def render_cmd(target: str, model: str, out: Path | None, engine: str, replicas:
                             api_keys_secret=api_keys_secret, with_webui=with_webui, bake=bake, namespace=namespace,
                             port=port, drain_timeout=drain_timeout, image=image, max_replicas=max_replicas,
                             memory_budget=parse_size(memory) if memory else None, min_replicas=min_replicas,
-                            target_ongoing_requests=target_ongoing_requests)
+                            target_ongoing_requests=target_ongoing_requests, cache_type_k=cache_type_k,
+                            cache_type_v=cache_type_v)
     the_plan = plan(options)
     extra = {"upstreams": list(upstreams) or None, "listen": listen} if target == "nginx" else {}
     files = render(target, the_plan, **extra)
@@ -118,8 +139,8 @@ def check_cmd(directory: Path, as_json: bool) -> None:
     else:
         for r in results:
             style = {"ok": "green", "failed": "red", "skipped": "yellow"}[r.status]
-            console.print(f"[{style}]{r.status:7}[/] {r.check}: {r.path}" + (f" ({r.detail})" if r.detail else ""),
-                          highlight=False)
+            detail = f" ({escape(r.detail)})" if r.detail else ""
+            console.print(f"[{style}]{r.status:7}[/] {r.check}: {escape(str(r.path))}{detail}", highlight=False)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         fail(f"{len(failed)} of {len(results)} checks failed")

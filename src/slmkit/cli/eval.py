@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console, fail, handle_errors
@@ -205,7 +206,7 @@ def _emit(doc: dict[str, Any], output_dir: Path | None, name: str, no_plots: boo
             try:
                 write_eval_plot(doc, output_dir / f"{name}.png")
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
-                err_console.print(f"note: {exc.message}")
+                err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

@@ -6,6 +6,7 @@ import json
 import time
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from slmkit.cli.common import console, handle_errors
@@ -41,13 +42,17 @@ def create(name: str, models: str | None, rpm: int | None, tpm: int | None, expi
            as_json: bool) -> None:
     """Create a key and print it once."""
     scope = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    first = not _store().has_keys()
     key, record = _store().create(name, models=scope, rpm=rpm, tpm=tpm,
                                   ttl_s=parse_duration(expires) if expires else None)
     if as_json:
         click.echo(json.dumps({"key": key, **_row(record)}))
         return
-    console.print(f"created key [bold]{record.id}[/] ({name}); it is shown only this once:")
+    console.print(f"created key [bold]{record.id}[/] ({escape(name)}); it is shown only this once:")
     click.echo(key)
+    if first:
+        click.echo(f"note: this first key turns on authentication for every server that shares {_store().path.parent} "
+                   "(SLM_HOME): requests now need a key", err=True)
 
 
 @keys.command(name="list")
@@ -61,7 +66,8 @@ def list_keys(as_json: bool) -> None:
         return
     table = Table("id", "name", "models", "rpm", "tpm", "status", "created", "expires")
     for row in rows:
-        table.add_row(*(str(row[c] if row[c] is not None else "-") for c in
+        row["models"] = ", ".join(row["models"]) if isinstance(row["models"], list) else "all"
+        table.add_row(*(escape(str(row[c] if row[c] is not None else "-")) for c in
                         ("id", "name", "models", "rpm", "tpm", "status", "created", "expires")))
     console.print(table)
 

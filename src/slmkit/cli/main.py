@@ -13,6 +13,7 @@ from slmkit.cli.deploy import deploy
 from slmkit.cli.eval import eval_command
 from slmkit.cli.keys import keys
 from slmkit.cli.models import models, recommend_cmd
+from slmkit.cli.ps import ps, stop
 from slmkit.cli.quantize import quantize
 from slmkit.cli.run import run
 from slmkit.cli.serve import serve
@@ -25,10 +26,22 @@ from slmkit.cli.store import cp, create, list_cmd, pull, rm, show
 def cli(log_level: str) -> None:
     """slmkit: choose, get, optimize, serve and measure small language models."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from slmkit.cli.common import fail, warn
+    from slmkit.cli.env import check_settings, unknown_variables
+    from slmkit.errors import SlmkitError
+
+    for name in unknown_variables():
+        warn(f"{name} is not a setting slmkit knows; it is ignored (see docs/operations.md for the SLM_ variables)")
+    try:
+        check_settings()
+    except SlmkitError as exc:
+        fail(exc.message)
 
 
 cli.add_command(serve)
 cli.add_command(run)
+cli.add_command(ps)
+cli.add_command(stop)
 cli.add_command(keys)
 cli.add_command(models)
 cli.add_command(recommend_cmd)
@@ -40,4 +53,4 @@ cli.add_command(deploy)
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="slm")

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from slmkit.catalog.estimate import MemoryEstimate, estimate_entry, estimate_file, human, parse_size
 from slmkit.catalog.models import TASKS, entries, find
 from slmkit.catalog.quant import KV_BYTES
-from slmkit.cli.common import console, handle_errors
+from slmkit.cli.common import Aliased, console, handle_errors
 from slmkit.errors import ModelNotFound
+
+KV_CHOICES = ["f16", "q8_0", "q4_0"]  # the KV cache types slm serve offers (--cache-type-k/-v)
 
 
 @click.group()
@@ -60,7 +63,8 @@ def _estimate(name: str, quant: str | None, ctx: int, parallel: int, kv_type: st
 @models.command("estimate")
 @click.argument("name")
 @click.option("--quant", default=None, help="Quantization (catalog models) [q4_k_m].")
-@click.option("--ctx", type=click.IntRange(min=64), default=4096, show_default=True, help="Context per slot.")
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=click.IntRange(min=64), default=4096, show_default=True,
+              help="Context per slot.")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Slots.")
 @click.option("--kv-type", type=click.Choice(list(KV_BYTES)), default="f16", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -82,21 +86,36 @@ def estimate_cmd(name: str, quant: str | None, ctx: int, parallel: int, kv_type:
 
 @click.command("recommend")
 @click.option("--task", type=click.Choice(TASKS), default="chat", show_default=True)
-@click.option("--ctx", type=click.IntRange(min=64), default=4096, show_default=True)
+@click.option("--ctx-size", "--ctx", "ctx", cls=Aliased, type=click.IntRange(min=64), default=4096, show_default=True,
+              help="Context per slot.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--min-speed", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Tokens/s the pick must reach (estimated batch-1 decode); 0: memory only.")
 @click.option("--ram", default=None, help="Plan for this much RAM (e.g. 16G) instead of this machine's.")
 @click.option("--gpu-mem", default=None, help="Plan for this much GPU memory (e.g. 24G; 0 for none).")
+@click.option("--cores", type=click.IntRange(min=1), default=None, help="Plan for this many physical cores.")
+@click.option("--bandwidth", default=None,
+              help="Plan for this memory bandwidth in GB/s (e.g. 50) instead of measuring this machine's.")
+@click.option("--cache-type-k", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of keys the server will use (slm serve --cache-type-k).")
+@click.option("--cache-type-v", type=click.Choice(KV_CHOICES), default="f16", show_default=True,
+              help="KV cache type of values.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: str | None, as_json: bool) -> None:
-    """Pick the largest model and best quantization that fit this (or a planned) machine."""
+def recommend_cmd(task: str, ctx: int, parallel: int, min_speed: float, ram: str | None, gpu_mem: str | None,
+                  cores: int | None, bandwidth: str | None, cache_type_k: str, cache_type_v: str,
+                  as_json: bool) -> None:
+    """Pick a model for this (or a planned) machine: made for the task, fitting its memory and
+    fast enough (--min-speed); among those the largest, at the best quantization."""
     from slmkit.catalog.hardware import probe
     from slmkit.catalog.recommend import recommend
     from slmkit.settings import load_settings
 
     hw = probe(load_settings().store.home, ram=parse_size(ram) if ram else None,
-               gpu_mem=parse_size(gpu_mem) if gpu_mem is not None else None)
-    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel)
+               gpu_mem=parse_size(gpu_mem) if gpu_mem is not None else None, cores=cores,
+               bandwidth=_gbps(bandwidth) if bandwidth else None, measure=min_speed > 0)
+    rec = recommend(hw, task=task, ctx=ctx, parallel=parallel, min_speed=min_speed, cache_type_k=cache_type_k,
+                    cache_type_v=cache_type_v)
     if as_json:
         click.echo(json.dumps({"hardware": hw.to_dict(), **rec.to_dict()}, indent=1))
         return
@@ -104,9 +123,26 @@ def recommend_cmd(task: str, ctx: int, parallel: int, ram: str | None, gpu_mem: 
     console.print(f"RAM {human(hw.ram_total)} ({human(hw.ram_available)} available), {hw.cores} cores, "
                   f"{' '.join(hw.cpu_features) or 'no SIMD flags found'}; GPUs: {gpus}; "
                   f"disk free {human(hw.disk_free)}", highlight=False)
+    if hw.memory_bandwidth:
+        console.print(f"memory bandwidth {hw.memory_bandwidth / 1e9:.1f} GB/s over {hw.physical_cores} core(s)"
+                      f"{' (as given)' if 'bandwidth' in hw.overridden else ' (measured now)'}", highlight=False)
     if rec.choice is not None:
         console.print(f"[bold green]recommended:[/] slm pull {rec.choice.entry.name}:{rec.choice.quant}")
     for line in rec.reasons:
-        console.print(f"  - {line}", highlight=False)
+        console.print(f"  - {escape(line)}", highlight=False)
     if rec.choice is None:
         raise SystemExit(1)
+
+
+def _gbps(text: str) -> float:
+    try:
+        value = float(text.strip().lower().removesuffix("gb/s").removesuffix("g").strip())
+    except ValueError:
+        from slmkit.errors import InvalidRequest
+
+        raise InvalidRequest(f"--bandwidth takes GB/s, such as 50; got '{text}'") from None
+    if value <= 0:
+        from slmkit.errors import InvalidRequest
+
+        raise InvalidRequest("--bandwidth must be positive")
+    return value * 1e9

@@ -1,78 +1,106 @@
-"""`slm run`: one-shot or interactive chat with a model, in process."""
+"""`slm run`: one answer or an interactive chat, in process, through the Python API (so the
+model's profile, caps and checks are those every other door gets)."""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import re
+import stat
 import sys
+from contextlib import nullcontext
+from typing import Any
 
 import click
 
-from slmkit.cli.common import console, engine_options, handle_errors
-from slmkit.engine.base import Engine, GenerationRequest, SamplingParams
-from slmkit.errors import EngineError
-from slmkit.server.registry import load_engine
-from slmkit.settings import DEFAULT_MODEL, load_settings
-from slmkit.store.resolve import resolve_model
+from slmkit.cli.common import busy_hint, engine_options, err_console, handle_errors, quiet_llama
+from slmkit.errors import InvalidRequest, ModelNotFound
+from slmkit.settings import DEFAULT_MODEL
+
+_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/~-]*$")  # could be a model name or a path
 
 
-@click.command()
-@click.argument("model", required=False, default=DEFAULT_MODEL)
-@click.argument("prompt", required=False)
-@click.option("--system", default=None, help="System prompt.")
-@click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("model", required=False)
+@click.argument("prompt", nargs=-1)
+@click.option("--system", default=None, help="System prompt (instead of the profile's SYSTEM).")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=None,
+              help="Sampling temperature [the profile's, else 0.8].")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="Most tokens per answer [the profile's num_predict, else up to the context].")
 @click.option("--seed", type=int, default=None)
+@click.option("--verbose", is_flag=True, help="Show llama.cpp's own log lines [in $SLM_HOME/logs/llama.log].")
 @engine_options
 @handle_errors
-def run(model: str, prompt: str | None, system: str | None, temperature: float, max_tokens: int,
-        seed: int | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
-    """Chat with MODEL: answer PROMPT and exit, or start an interactive chat."""
-    settings = load_settings(engine__parallel=parallel or 1, engine__ctx_size=ctx_size, engine__threads=threads)
-    resolved = resolve_model(model)
-    with console.status(f"loading {resolved.name}"):
-        engine = load_engine(resolved.name, resolved.path, resolved.format, settings.engine)
-    sampling = SamplingParams(temperature=temperature, seed=seed)
+def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperature: float | None,
+        max_tokens: int | None, seed: int | None, verbose: bool, parallel: int | None, ctx_size: int | None,
+        threads: int | None) -> None:
+    """Chat with MODEL: answer PROMPT and exit, or start an interactive chat.
+
+    \b
+      slm run                                   chat with the default model
+      slm run smollm2-135m-instruct "Hi there"  one answer
+      slm run "Why is the sky blue?"            one answer from the default model
+      echo "Why is the sky blue?" | slm run     the same, reading the prompt from stdin
+    """
+    import slmkit
+    from slmkit.cli.repl import Session
+
+    name, text = _model_and_prompt(model, " ".join(prompt) if prompt else None)
+    piped = _piped_input(force=text is None)
+    if piped is not None:
+        text = f"{text}\n\n{piped}" if text else piped
+        if not text.strip():
+            raise InvalidRequest("stdin was empty: pipe a prompt in, or give one as an argument")
+    quiet_llama(verbose)
+    options: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens),
+                                                 ("seed", seed)) if v is not None}
+    engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size),
+                                                ("threads", threads)) if v is not None}
+    interactive = text is None
+    if interactive and sys.stdin.isatty():
+        busy_hint(threads)
+    with err_console.status(f"loading {name}") if interactive and sys.stderr.isatty() else nullcontext():
+        loaded = slmkit.load(name, **engine)
+    session = Session(loaded, engine, system=system, options=options)
     try:
-        history = [{"role": "system", "content": system}] if system else []
-        if prompt is not None:
-            asyncio.run(_turn(engine, history, prompt, sampling, max_tokens))
+        if interactive:
+            session.repl()
         else:
-            asyncio.run(_chat(engine, history, sampling, max_tokens))
+            assert text is not None
+            session.one_shot(text)
     finally:
-        engine.close()
+        session.close()
 
 
-async def _turn(engine: Engine, history: list[dict[str, str]], prompt: str,
-                sampling: SamplingParams, max_tokens: int) -> None:
-    history.append({"role": "user", "content": prompt})
-    tokens = engine.chat_tokens(engine.render_chat(history))
-    budget = min(max_tokens, engine.context_length - len(tokens))
-    if budget < 1:
-        raise EngineError("the conversation no longer fits the context; start a new chat")
-    reply = []
-    async for event in engine.generate(GenerationRequest(prompt=tokens, sampling=sampling, max_tokens=budget)):
-        if event.error:
-            raise EngineError(event.error)
-        reply.append(event.text)
-        sys.stdout.write(event.text)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-    history.append({"role": "assistant", "content": "".join(reply)})
+def _model_and_prompt(model: str | None, prompt: str | None) -> tuple[str, str | None]:
+    """``slm run "Why is the sky blue?"`` is a prompt for the default model: one argument that
+    is not a model is the prompt when it cannot be a model's name."""
+    from slmkit.store.resolve import resolve_model
+
+    if model is None:
+        return DEFAULT_MODEL, prompt
+    if prompt is not None:
+        return model, prompt
+    try:
+        resolve_model(model)
+    except ModelNotFound:
+        if not _WORD.match(model):
+            return DEFAULT_MODEL, model
+        raise ModelNotFound(f"'{model}' is not a model (see `slm list`); to send it as a prompt to the default "
+                            f"model, write: slm run {DEFAULT_MODEL} \"{model}\"", param="model") from None
+    return model, None
 
 
-async def _chat(engine: Engine, history: list[dict[str, str]], sampling: SamplingParams,
-                max_tokens: int) -> None:
-    console.print(f"chatting with [bold]{engine.name}[/]; /bye or Ctrl-D to leave, /clear to forget")
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            line = await loop.run_in_executor(None, input, ">>> ")
-        except EOFError:
-            return
-        if line.strip() in ("/bye", "/exit"):
-            return
-        if line.strip() == "/clear":
-            del history[int(bool(history and history[0]["role"] == "system")):]
-            continue
-        if line.strip():
-            await _turn(engine, history, line, sampling, max_tokens)
+def _piped_input(force: bool) -> str | None:
+    """What a pipe or a redirected file on stdin holds (``echo q | slm run m``), else None."""
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError):
+        return None
+    if sys.stdin.isatty():
+        return None
+    if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or (force and not stat.S_ISCHR(mode)):
+        return sys.stdin.read()
+    return None
+

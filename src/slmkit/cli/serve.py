@@ -12,6 +12,7 @@ from slmkit.settings import load_settings
 
 
 @click.command()
+@click.argument("model_args", nargs=-1, metavar="[MODEL]...")
 @click.option("--host", default=None, help="Address to bind [127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port [8080].")
 @click.option("--model", "-m", "models", multiple=True,
@@ -29,6 +30,12 @@ from slmkit.settings import load_settings
               help="Host memory for KV states of prompts no slot holds any more, MiB; 0: off [256].")
 @click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
               help="Most prompt tokens read per step, so running streams keep flowing [256].")
+@click.option("--cache-type-k", type=click.Choice(["f16", "q8_0", "q4_0"]), default=None,
+              help="KV cache type of keys: q8_0 halves the KV memory per slot, q4_0 quarters it [f16].")
+@click.option("--cache-type-v", type=click.Choice(["f16", "q8_0", "q4_0"]), default=None,
+              help="KV cache type of values [f16].")
+@click.option("--speculative", type=click.Choice(["ngram", "off"]), default=None,
+              help="Prompt-lookup speculative decoding (llama.cpp engine), adaptive per sequence [off].")
 @click.option("--api-key", default=None, help="One static API key (also SLM_API_KEY).")
 @click.option("--metrics-public", is_flag=True, default=None, help="Serve /metrics without a key.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable).")
@@ -42,14 +49,17 @@ from slmkit.settings import load_settings
               help="Seconds running requests get after SIGTERM [30].")
 @engine_options
 @handle_errors
-def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue: int | None,
-          keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
+def serve(model_args: tuple[str, ...], host: str | None, port: int | None, models: tuple[str, ...],
+          max_queue: int | None, keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
           context_overflow: str | None, prompt_cache_mib: int | None, prefill_chunk: int | None,
-          api_key: str | None, metrics_public: bool | None,
+          cache_type_k: str | None, cache_type_v: str | None, speculative: str | None, api_key: str | None,
+          metrics_public: bool | None,
           cors_origins: tuple[str, ...], ssl_certfile: Path | None, ssl_keyfile: Path | None,
           max_concurrent_per_key: int | None, audit_log: Path | None, log_content: bool | None,
           drain_timeout: float | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
-    """Serve models over the OpenAI and Ollama APIs (models load on first use)."""
+    """Serve MODEL (or --model; default: the embedded smollm2-135m-instruct) over the OpenAI and
+    Ollama APIs. The first model loads at start, others on first use."""
+    from slmkit.cli.serve_start import banner, check_port, hint_busy
     from slmkit.errors import StoreError
     from slmkit.server.runner import serve as run_server
     from slmkit.store.resolve import resolve_model
@@ -57,12 +67,14 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
     settings = load_settings(
-        server__host=host, server__port=port, server__models=list(models) or None, server__drain_timeout=drain_timeout,
+        server__host=host, server__port=port, server__models=[*model_args, *models] or None,
+        server__drain_timeout=drain_timeout,
         server__keep_alive=parse_keep_alive(keep_alive), server__max_loaded_models=max_loaded_models,
         server__max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         engine__parallel=parallel, engine__ctx_size=ctx_size, engine__threads=threads, engine__max_queue=max_queue,
         engine__context_overflow=context_overflow, engine__prefill_chunk=prefill_chunk,
-        engine__prompt_cache_mib=prompt_cache_mib,
+        engine__prompt_cache_mib=prompt_cache_mib, engine__speculative=speculative,
+        engine__cache_type_k=cache_type_k, engine__cache_type_v=cache_type_v,
         security__api_key=api_key, security__metrics_public=metrics_public,
         security__cors_origins=list(cors_origins) or None, security__ssl_certfile=ssl_certfile,
         security__ssl_keyfile=ssl_keyfile, security__max_concurrent_per_key=max_concurrent_per_key,
@@ -75,4 +87,8 @@ def serve(host: str | None, port: int | None, models: tuple[str, ...], max_queue
             if index == 0:  # the default model loads at start: a damaged one is an error
                 raise
             click.echo(f"warning: {exc.message}", err=True)  # requests for it answer 500 with the reason
+    check_port(settings.server.host, settings.server.port)
+    for line in banner(settings):
+        click.echo(line, err=True)
+    hint_busy(settings)
     run_server(settings)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -110,12 +111,12 @@ def show(model: str, modelfile: bool, as_json: bool) -> None:
     for key in ("name", "architecture", "parameter_size", "quantization", "context_length", "embedding_length",
                 "layers", "attention_heads", "kv_heads", "vocab_size", "license", "digest", "path"):
         if summary[key] is not None:
-            console.print(f"  {key.replace('_', ' '):<18} {summary[key]}", highlight=False, soft_wrap=True)
+            console.print(f"  {key.replace('_', ' '):<18} {escape(str(summary[key]))}", highlight=False, soft_wrap=True)
     console.print(f"  {'file size':<18} {human(summary['file_size'])}")
     for key, value in summary["parameters_defaults"].items():
-        console.print(f"  parameter {key:<8} {value}", highlight=False)
+        console.print(f"  parameter {key:<8} {escape(str(value))}", highlight=False)
     if summary["system"]:
-        console.print(f"  {'system':<18} {summary['system']}", highlight=False)
+        console.print(f"  {'system':<18} {escape(str(summary['system']))}", highlight=False)
 
 
 @click.command()

@@ -22,13 +22,14 @@ from typing import Any
 
 from slmkit.convert import olive
 from slmkit.errors import ConversionError, InvalidRequest
+from slmkit.install import install_command
 from slmkit.store.names import parse_ref
 from slmkit.store.resolve import resolve_model
 from slmkit.store.store import Manifest, Store
 
 PRECISIONS = ("int4", "int8", "fp32")
 ALGOS = ("default", "k_quant")
-CONVERT_HINT = "converting to ONNX needs torch, transformers and onnxruntime-genai: pip install 'slmkit[convert]'"
+CONVERT_HINT = "converting to ONNX needs torch, transformers and onnxruntime-genai: " + install_command("convert")
 # Hugging Face architectures the builder of onnxruntime-genai 0.18 exports; the installed
 # builder's own list (read from its source) is used when it can be read.
 BUILDER_ARCHITECTURES = frozenset({
@@ -71,8 +72,9 @@ class _Source:
 
 def convert_to_onnx(store: Store, source: str, precision: str, *, algo: str = "default", name: str | None = None,
                     threads: int | None = None, optimizer: str = "builder", provider: str = "cpu",
-                    step: Step | None = None) -> ConvertReport:
-    """Convert ``source`` and register it; nothing is registered when any step fails."""
+                    step: Step | None = None, warn: Step | None = None) -> ConvertReport:
+    """Convert ``source`` and register it; nothing is registered when any step fails. ``warn``
+    hears the warnings (requantizing a quantized source...) before the work starts."""
     _check_options(precision, algo, optimizer, provider)
     src = _source(store, source)
     _require_extra()
@@ -84,6 +86,9 @@ def convert_to_onnx(store: Store, source: str, precision: str, *, algo: str = "d
     if provider != "cpu":
         warnings.append(f"built for the {provider} execution provider, which slmkit has not tested and this "
                         "machine does not check: the result is registered without a load test")
+    if warn is not None:
+        for warning in warnings:
+            warn(warning)
     started = time.perf_counter()
     work = store.temp_dir("convert-")
     try:

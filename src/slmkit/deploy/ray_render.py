@@ -67,7 +67,9 @@ def serve_config(plan: Plan, *, port: int, host: str = "0.0.0.0") -> dict[str, A
         "ray_actor_options": {"num_cpus": cpus, "memory": plan.memory_request},
     })
     settings = {"engine__parallel": o.slots, "engine__ctx_size": o.ctx, "engine__threads": cpus,
-                "server__drain_timeout": o.drain_timeout, "security__metrics_public": True}
+                "server__drain_timeout": o.drain_timeout, "security__metrics_public": True,
+                **{f"engine__cache_type_{kv}": t
+                   for kv, t in (("k", o.cache_type_k), ("v", o.cache_type_v)) if t != "f16"}}
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": host, "port": port, "request_timeout_s": 600},

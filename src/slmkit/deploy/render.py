@@ -106,7 +106,13 @@ def settings_env(plan: Plan) -> dict[str, str]:
     return {"HOME": "/tmp", "HF_HOME": "/tmp/hf", "SLM_HOME": "/models", "SLM_SERVER__HOST": "0.0.0.0",
             "SLM_SERVER__PORT": str(o.port), "SLM_SERVER__DRAIN_TIMEOUT": str(o.drain_timeout),
             "SLM_ENGINE__PARALLEL": str(o.slots), "SLM_ENGINE__CTX_SIZE": str(o.ctx),
-            "SLM_SECURITY__METRICS_PUBLIC": "true"}
+            "SLM_SECURITY__METRICS_PUBLIC": "true", **_kv_env(o.cache_type_k, o.cache_type_v)}
+
+
+def _kv_env(type_k: str, type_v: str) -> dict[str, str]:
+    """Non-default KV cache types only, so default deployments render as before."""
+    return {**({"SLM_ENGINE__CACHE_TYPE_K": type_k} if type_k != "f16" else {}),
+            **({"SLM_ENGINE__CACHE_TYPE_V": type_v} if type_v != "f16" else {})}
 
 
 def _k8s_context(plan: Plan) -> dict[str, object]:

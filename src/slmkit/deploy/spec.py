@@ -62,6 +62,8 @@ class DeployOptions:
     max_replicas: int | None = None
     min_replicas: int | None = None
     target_ongoing_requests: float | None = None
+    cache_type_k: str = "f16"  # the server's KV cache types (llama.cpp engine), sized by the estimate
+    cache_type_v: str = "f16"
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ def plan(options: DeployOptions) -> Plan:
         raise InvalidRequest(f"{entry.name} needs {entry.runtime}; slmkit's llama.cpp engine cannot serve it",
                              param="model")
     quant = asked_quant if embedded and asked_quant else entry.file_for(options.quant or asked_quant)[0]
-    est = estimate_entry(entry, quant, ctx=options.ctx, parallel=options.slots)
+    est = estimate_entry(entry, quant, ctx=options.ctx, parallel=options.slots, kv_type=options.cache_type_k,
+                         kv_type_v=options.cache_type_v)
     total = est.total_bytes
     request = math.ceil(total * 1.15)  # the estimate holds within 15% of a real server's RSS
     limit = math.ceil(total * 1.5)

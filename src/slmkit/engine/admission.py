@@ -39,7 +39,10 @@ class Job:
         """Hand an event to the job's event loop (called from the scheduler thread)."""
         if event.finish_reason is not None:
             self.done = True
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the caller's event loop is closed: nobody reads this job any more
+            self.cancelled = True
 
     def end(self, reason: FinishReason, error: str | None = None) -> None:
         """The final event of a job that never reached a slot."""

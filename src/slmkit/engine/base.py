@@ -32,6 +32,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     grammar: str | None = None
     ignore_eos: bool = False  # never end at an end-of-generation token (benchmarks: vLLM's and llama-server's)
+    speculative: bool = True  # prompt-lookup drafts, where the engine has them on (never changes the output)
 
     @property
     def greedy(self) -> bool:

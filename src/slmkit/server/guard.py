@@ -100,6 +100,8 @@ class Guard:
             return ANONYMOUS
         if scope["path"] == "/metrics" and self.state.settings.security.metrics_public:
             return ANONYMOUS
+        if scope["path"] == "/" or scope["path"].startswith("/static/"):
+            return ANONYMOUS  # the chat page holds no data; it asks for a key when its API calls get 401
         return self.state.authenticate(_header(scope, b"authorization"))
 
     def _admit(self, ctx: RequestContext) -> dict[str, str]:

@@ -116,6 +116,10 @@ class EngineCollector(Collector):
                                    labels=["model"])
         hits = CounterMetricFamily("slm_prefix_cache_hit_tokens", "Prompt tokens reused from a slot's cache.",
                                    labels=["model"])
+        drafted = CounterMetricFamily("slm_spec_draft_tokens", "Prompt-lookup draft tokens verified.",
+                                      labels=["model"])
+        accepted = CounterMetricFamily("slm_spec_accepted_tokens", "Draft tokens accepted (output tokens that "
+                                       "needed no step of their own).", labels=["model"])
         entries = self.models.loaded()
         for entry in entries:
             stats = entry.engine.stats()
@@ -125,8 +129,11 @@ class EngineCollector(Collector):
             if "kv_cache_usage_ratio" in stats:  # generation engines (embedders keep no KV cache)
                 kv.add_metric([entry.name], stats["kv_cache_usage_ratio"])
                 hits.add_metric([entry.name], stats["prefix_cache_hit_tokens_total"])
+            if "spec_draft_tokens_total" in stats:  # the llama.cpp engine
+                drafted.add_metric([entry.name], stats["spec_draft_tokens_total"])
+                accepted.add_metric([entry.name], stats["spec_accepted_tokens_total"])
         loaded = GaugeMetricFamily("slm_models_loaded", "Models loaded now.", value=len(entries))
-        yield from _families(running, waiting, kv, memory, hits, loaded)
+        yield from _families(running, waiting, kv, memory, hits, drafted, accepted, loaded)
 
 
 def _families(*families: Metric) -> Iterable[Metric]:

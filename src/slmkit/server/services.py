@@ -185,10 +185,12 @@ class GenerationService:
                 raise InvalidRequest(f"the {prompt_param} may have at most {self.limits.max_prompt_tokens} tokens",
                                      param=prompt_param)
             self.check_context(engine, prompt, options.max_tokens, prompt_param)
+        gid = uuid.uuid4().hex[:24]
         requests = [
             GenerationRequest(prompt=p, sampling=_choice_sampling(options.sampling, k),
-                              max_tokens=options.max_tokens, stop=options.stop, logprobs=options.logprobs)
-            for p in prompts for k in range(options.n)
+                              max_tokens=options.max_tokens, stop=options.stop, logprobs=options.logprobs,
+                              request_id=f"{gid}/{i}")
+            for i, (p, k) in enumerate((p, k) for p in prompts for k in range(options.n))
         ]
         streams: list[EventStream] = []
         try:
@@ -201,7 +203,7 @@ class GenerationService:
         context = request_context()
         context.add_prompt(engine.name, sum(len(p) for p in prompts))
         observer = self.metrics.request(engine.name, sum(len(p) for p in prompts), len(streams))
-        return Generation(id=uuid.uuid4().hex[:24], model=engine.name, created=int(time.time()),
+        return Generation(id=gid, model=engine.name, created=int(time.time()),
                           prompts=prompts, n=options.n, streams=streams, observer=observer, context=context)
 
     @staticmethod

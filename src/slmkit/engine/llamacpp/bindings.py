@@ -23,6 +23,9 @@ log = logging.getLogger("slmkit.llama")
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp is chatty at
 # info level, so only its warnings and errors surface at our default level.
 _LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+# KV cache element types (--cache-type-k/-v); quantized V needs flash attention, which llama.cpp
+# turns on by itself on CPU.
+KV_TYPES = {"f16": ll.GGML_TYPE_F16, "q8_0": ll.GGML_TYPE_Q8_0, "q4_0": ll.GGML_TYPE_Q4_0}
 _backend_lock = threading.Lock()
 _backend_state: dict[str, Any] = {}
 
@@ -152,8 +155,11 @@ class Model:
 class Context:
     """A llama.cpp context with one KV sequence per slot."""
 
-    def __init__(self, model: Model, *, n_seq: int, ctx_per_seq: int, n_batch: int, threads: int) -> None:
+    def __init__(self, model: Model, *, n_seq: int, ctx_per_seq: int, n_batch: int, threads: int,
+                 type_k: str = "f16", type_v: str = "f16") -> None:
         params = ll.llama_context_default_params()
+        params.type_k = KV_TYPES[type_k]
+        params.type_v = KV_TYPES[type_v]
         params.n_ctx = n_seq * ctx_per_seq
         params.n_batch = n_batch
         params.n_ubatch = n_batch

@@ -28,7 +28,8 @@ class LlamaCppEngine:
         self.model = Model(path)
         try:
             self.ctx = Context(self.model, n_seq=settings.parallel, ctx_per_seq=settings.ctx_size,
-                               n_batch=settings.batch_size, threads=settings.n_threads())
+                               n_batch=settings.batch_size, threads=settings.n_threads(),
+                               type_k=settings.cache_type_k, type_v=settings.cache_type_v)
         except Exception:
             self.model.close()
             raise
@@ -39,7 +40,8 @@ class LlamaCppEngine:
         )
         self.scheduler = Scheduler(self.model, self.ctx, slots=settings.parallel,
                                    max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
-                                   name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20)
+                                   name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20,
+                                   speculative=settings.speculative == "ngram")
         self._info = {**self.model.describe(), "file": str(path), "format": "gguf",
                       "context_length": self.ctx.n_ctx_seq, "slots": settings.parallel}
 

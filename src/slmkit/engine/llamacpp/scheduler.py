@@ -14,6 +14,7 @@ from slmkit.engine.llamacpp.logprobs import token_logprob
 from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Slot, common_prefix
+from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost
 from slmkit.errors import SlmkitError
 
 log = logging.getLogger("slmkit.engine")
@@ -23,7 +24,7 @@ class Scheduler:
     """Admits jobs into slots, runs decode steps, samples and hands tokens back."""
 
     def __init__(self, model: Model, ctx: Context, *, slots: int, max_queue: int, prefill_chunk: int,
-                 name: str, prompt_cache_bytes: int = 0) -> None:
+                 name: str, prompt_cache_bytes: int = 0, speculative: bool = True) -> None:
         self.model = model
         self.ctx = ctx
         self.prefill_chunk = prefill_chunk
@@ -32,6 +33,10 @@ class Scheduler:
         self.batch = Batch(ctx.n_batch)
         self.reused_tokens_total = 0
         self.prompt_cache = PromptCache(prompt_cache_bytes)
+        self.speculative = speculative
+        self.step_cost = StepCost()
+        self.spec_draft_total = 0
+        self.spec_accepted_total = 0
         self._failure: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
         self.thread.start()
@@ -52,6 +57,8 @@ class Scheduler:
             "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
             "prefix_cache_hit_tokens_total": self.reused_tokens_total,
             "prompt_cache_bytes": self.prompt_cache.bytes,
+            "spec_draft_tokens_total": self.spec_draft_total,
+            "spec_accepted_tokens_total": self.spec_accepted_total,
         }
 
     def slot_states(self) -> list[dict[str, int | bool]]:
@@ -112,6 +119,7 @@ class Scheduler:
             reused = 0
         slot.cached = slot.cached[:reused]  # the cells from ``reused`` on were just removed
         slot.start(job, reused, sampler, self.ctx.n_ctx_seq)
+        slot.spec = SpecState(NgramIndex(prompt)) if self.speculative and job.request.sampling.speculative else None
         self.reused_tokens_total += reused
 
     def _use_saved_state(self, slot: Slot, prompt: list[int]) -> None:
@@ -135,6 +143,7 @@ class Scheduler:
                 slot.release()
 
     def _step(self) -> None:
+        started = time.perf_counter()
         batch = self.batch
         batch.clear()
         active = [s for s in self.slots if s.busy]
@@ -146,20 +155,73 @@ class Scheduler:
         budget = self.prefill_chunk
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.admitted_at):
             budget -= self._add_prompt_chunk(slot, budget)
+        prefill = budget < self.prefill_chunk
+        if not prefill:  # drafts get the step budget that no prompt chunk used
+            self._add_drafts(active, budget)
         if batch.n == 0:
             return
+        tokens, decode_start = batch.n, time.perf_counter()
         rc = self.ctx.decode(batch)
+        decode_s = time.perf_counter() - decode_start
         if rc != 0:
             self._fail_active(active, f"llama_decode failed with code {rc}")
             return
         for slot in active:
             if slot.batch_index >= 0 and slot.sampler is not None:
                 try:
+                    if slot.spec is not None and slot.spec.draft:
+                        self._verify(slot, slot.spec)
+                        continue
                     token = slot.sampler.sample(self.ctx, slot.batch_index)
                     self._on_token(slot, token, self._logprob(slot, token))
                 except Exception as exc:  # this request fails alone; the others continue
                     log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
                     self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
+        if not prefill:
+            self.step_cost.observe(tokens, decode_s, time.perf_counter() - started)
+
+    def _add_drafts(self, active: list[Slot], budget: int) -> None:
+        """Append each speculating slot's draft after its decode token (see speculative.py)."""
+        decoding = [s for s in active if s.batch_index >= 0 and not s.pending]
+        threshold = self.step_cost.threshold(len(decoding), self.batch.n)
+        for slot in decoding:
+            spec, request = slot.spec, slot.job.request if slot.job else None
+            if spec is None or request is None:
+                continue
+            room = self.ctx.n_ctx_seq - len(slot.cached) - 2
+            if request.max_tokens is not None:
+                room = min(room, request.max_tokens - slot.generated - 1)
+            draft = spec.index.draft(spec.length(threshold, min(room, budget, self.batch.free)))
+            if not draft:
+                continue
+            spec.draft, spec.draft_at = draft, self.batch.n
+            spec.drafted += len(draft)
+            self.spec_draft_total += len(draft)
+            for j, token in enumerate(draft):
+                self.batch.add(token, len(slot.cached) + j, slot.seq, True)
+            budget -= len(draft)
+
+    def _verify(self, slot: Slot, spec: SpecState) -> None:
+        """Sample position by position; keep draft tokens while they equal the sampled token,
+        then drop the KV cells of the rejected rest."""
+        assert slot.sampler is not None
+        draft, spec.draft = spec.draft, []
+        accepted = 0
+        for i in range(len(draft) + 1):
+            if i:
+                slot.batch_index = spec.draft_at + i - 1
+            token = slot.sampler.sample(self.ctx, slot.batch_index)
+            hit = i < len(draft) and token == draft[i]
+            if hit:
+                accepted += 1
+                spec.accepted += 1
+                self.spec_accepted_total += 1
+            self._on_token(slot, token, self._logprob(slot, token))
+            if not hit or not slot.busy:
+                break
+            slot.cached.append(token)  # its KV cells were written by this step
+        self.ctx.seq_rm(slot.seq, len(slot.cached), -1)
+        spec.verified(len(draft), accepted)
 
     def _logprob(self, slot: Slot, token: int) -> list[TokenLogprob]:
         assert slot.job is not None
@@ -197,6 +259,8 @@ class Scheduler:
             self._finish(slot, text, reason, token, logprobs)
         else:
             slot.last_token = token
+            if slot.spec is not None:
+                slot.spec.index.push(token)
             event = slot.event(text, [token])
             event.logprobs = logprobs
             slot.job.send(event)
@@ -207,6 +271,9 @@ class Scheduler:
         event = slot.event(text, [] if token is None else [token], reason)
         event.logprobs = logprobs or []
         slot.job.send(event)
+        if slot.spec is not None:
+            log.info("request %s: speculative decoding drafted %d tokens, accepted %d",
+                     slot.job.request.request_id or "-", slot.spec.drafted, slot.spec.accepted)
         slot.release()
 
     def _fail_active(self, active: list[Slot], message: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from slmkit.engine.admission import Job
 from slmkit.engine.base import FinishReason, TokenEvent
 from slmkit.engine.llamacpp.sampler import Sampler
+from slmkit.engine.llamacpp.speculative import SpecState
 from slmkit.engine.stops import SequenceEnd, Utf8Stream
 
 
@@ -35,6 +36,7 @@ class Slot:
     first_token_at: float = 0.0
     text: Utf8Stream = field(default_factory=Utf8Stream)
     end: SequenceEnd = field(default_factory=lambda: SequenceEnd((), None, 0))
+    spec: SpecState | None = None  # prompt-lookup speculation, when on for this request
 
     @property
     def busy(self) -> bool:
@@ -79,6 +81,7 @@ class Slot:
         if self.sampler is not None:
             self.sampler.close()
         self.sampler = None
+        self.spec = None
         self.job = None
         self.pending = []
         self.batch_index = -1

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.errors import ModelLoadError
+from slmkit.install import install_command
 
-INSTALL_HINT = "serving ONNX models needs onnxruntime-genai: pip install 'slmkit[onnx]'"
+INSTALL_HINT = "serving ONNX models needs onnxruntime-genai: " + install_command("onnx")
 GENAI_CONFIG = "genai_config.json"
 
 

@@ -84,6 +84,7 @@ class Options(BaseModel):
     frequency_penalty: OllamaPenalty | None = None
     seed: Seed | None = None
     stop: list[str] | None = None
+    speculative: bool | None = None  # slmkit's extension: false turns prompt-lookup drafts off
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -95,7 +96,7 @@ class Options(BaseModel):
         values = {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
                   "min_p": self.min_p, "typical_p": self.typical_p, "repeat_penalty": self.repeat_penalty,
                   "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
-                  "seed": self.seed}
+                  "seed": self.seed, "speculative": self.speculative}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
         if self.repeat_last_n is not None:
             chosen["repeat_last_n"] = self.repeat_last_n
@@ -255,6 +256,7 @@ class RunningEntry(BaseModel):
     expires_at: str
     size_vram: int = 0
     context_length: int
+    slots: int | None = None  # slmkit: sequences decoded together (not in Ollama)
 
 
 class PsResponse(BaseModel):

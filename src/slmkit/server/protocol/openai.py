@@ -97,6 +97,7 @@ class SamplingFields(RequestBody):
     response_format: ResponseFormat | None = None
     user: str | None = None
     ignore_eos: bool | None = None  # vLLM's and llama-server's extension: generate max_tokens whatever comes
+    speculative: bool | None = None  # slmkit's extension: false turns prompt-lookup drafts off for this request
 
     @field_validator("logit_bias")
     @classmethod
@@ -121,6 +122,7 @@ class SamplingFields(RequestBody):
             "frequency_penalty": self.frequency_penalty,
             "seed": self.seed,
             "ignore_eos": self.ignore_eos,
+            "speculative": self.speculative,
         }
         chosen = {k: v for k, v in values.items() if v is not None}
         bias = {int(k): v for k, v in (self.logit_bias or {}).items()}

@@ -301,6 +301,7 @@ async def ps(request: Request) -> PsResponse:
         out.append(RunningEntry(
             name=entry.name, model=entry.name, size=entry.memory_bytes, digest=await registry.digest(entry.path),
             details=_details(entry.facts), context_length=entry.engine.context_length,
+            slots=entry.engine.info.get("slots"),
             expires_at=rfc3339(expires if expires is not None else time.time() + _FOREVER_S)))
     return PsResponse(models=out)
 

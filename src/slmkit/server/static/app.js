@@ -4,6 +4,27 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { history: [], controller: null };
+const KEY_ITEM = "slmkit-api-key";
+
+// fetch with the API key this tab was given; a 401 asks for one (kept in sessionStorage, so it
+// is gone when the tab closes) and tries again once.
+async function api(url, options = {}) {
+  const withKey = () => {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = { ...(options.headers || {}) };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    return fetch(url, { ...options, headers });
+  };
+  let response = await withKey();
+  if (response.status === 401) {
+    const key = window.prompt("This server requires an API key (slm keys create):");
+    if (key) {
+      sessionStorage.setItem(KEY_ITEM, key.trim());
+      response = await withKey();
+    }
+  }
+  return response;
+}
 
 function addMessage(role, text, model) {
   const div = document.createElement("div");
@@ -16,10 +37,16 @@ function addMessage(role, text, model) {
 }
 
 async function loadModels() {
-  const tags = await (await fetch("/api/tags")).json();
+  const listing = await api("/api/tags");
+  if (!listing.ok) {
+    $("status").textContent = listing.status === 401 ? "This server requires an API key; reload to enter one."
+      : `The server answered ${listing.status}.`;
+    return;
+  }
+  const tags = await listing.json();
   const select = $("model");
   for (const entry of tags.models) {
-    const show = await fetch("/api/show", { method: "POST", body: JSON.stringify({ model: entry.name }) });
+    const show = await api("/api/show", { method: "POST", body: JSON.stringify({ model: entry.name }) });
     const info = show.ok ? await show.json() : { capabilities: [] };
     if (!(info.capabilities || []).includes("completion")) continue;
     const option = document.createElement("option");
@@ -68,7 +95,7 @@ async function send(text) {
   setBusy(true);
   let reply = "";
   try {
-    const response = await fetch("/v1/chat/completions", {
+    const response = await api("/v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       signal: state.controller.signal,
