@@ -60,6 +60,11 @@ class ModelNotFound(SlmkitError):
     code = "model_not_found"
     type = "invalid_request_error"
 
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 model: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.model = model  # the name asked for, when a served name was unknown
+
 
 class ModelLoadError(SlmkitError):
     status = 500
@@ -76,6 +81,19 @@ class Forbidden(SlmkitError):
     status = 403
     code = "model_not_allowed"
     type = "permission_error"
+
+
+class AdminRequired(Forbidden):
+    """A store-changing route called with a key that lacks the admin scope."""
+
+    code = "admin_required"
+
+
+class InternalError(SlmkitError):
+    """Something failed that should not have; the server log holds the traceback."""
+
+    status = 500
+    code = "internal_error"
 
 
 class _RetryLater(SlmkitError):

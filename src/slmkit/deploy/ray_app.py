@@ -81,7 +81,7 @@ def ensure_model(settings: Settings, pull_spec: str | None) -> None:
     from slmkit.store.store import Store
 
     try:
-        resolve_model(settings.default_model, settings.store.home)
+        resolve_model(settings.server.models[0], settings.store.home)
     except ModelNotFound:
         if not pull_spec:
             raise

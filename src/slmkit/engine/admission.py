@@ -142,12 +142,12 @@ class AdmissionQueue:
 
 
 class Canceller(Protocol):
-    """What an EventStream needs from its scheduler."""
+    """What an JobStream needs from its scheduler."""
 
     def cancel(self, job: Job) -> None: ...
 
 
-class EventStream:
+class JobStream:
     """The events of one submitted request. Closing it early cancels the request;
     ``interrupt(reason)`` ends it at once with a final event that carries the reason."""
 
@@ -199,7 +199,7 @@ class EventStream:
                           timings=dict(last.timings))
 
 
-_LIVE: weakref.WeakSet[EventStream] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[JobStream] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 

@@ -147,7 +147,6 @@ def _secured(send: Send) -> Send:
 
 def error_response(scope: Scope, exc: SlmkitError) -> JSONResponse:
     """The error in the shape of the API the path belongs to (Ollama's for ``/api/``)."""
-    from slmkit.server.errors import openai_error_body
+    from slmkit.server.errors import error_body
 
-    body = {"error": exc.message} if scope["path"].startswith("/api/") else openai_error_body(exc)
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+    return JSONResponse(error_body(scope["path"], exc), status_code=exc.status, headers=exc.headers())

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from slmkit.errors import ModelNotFound, SlmkitError
+from slmkit.server.policy import admin_route, model_route
 from slmkit.server.protocol.ollama_store import (
     CopyRequest,
     CreateRequest,
@@ -83,24 +84,28 @@ async def _run_streamed(job: Callable[[Reporter], Any], stream: bool) -> Respons
 
 
 @router.post("/api/pull", response_model=None)
+@admin_route()
 async def api_pull(body: PullRequest, request: Request) -> Response:
     store, model = _store(request), body.target()
     return await _run_streamed(lambda report: pull(store, model, report=report, allow_paths=False), body.stream)
 
 
 @router.delete("/api/delete")
+@admin_route()
 async def api_delete(body: DeleteRequest, request: Request) -> Response:
     await asyncio.to_thread(_store(request).remove, body.target())
     return Response(status_code=200)
 
 
 @router.post("/api/copy")
+@admin_route()
 async def api_copy(body: CopyRequest, request: Request) -> Response:
     await asyncio.to_thread(_store(request).copy, body.source, body.destination)
     return Response(status_code=200)
 
 
 @router.post("/api/create", response_model=None)
+@admin_route()
 async def api_create(body: CreateRequest, request: Request) -> Response:
     store, name, profile = _store(request), body.target(), body.profile()
 
@@ -118,6 +123,7 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
 
 
 @router.post("/api/show")
+@model_route("model", "name")
 async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
     home = request.app.state.settings.store.home
     try:
