@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+def gguf_bytes(size: int) -> bytes:
+    """``size`` bytes that read as a GGUF file (a header with no tensors, then random bytes)."""
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 0)
+    return header + os.urandom(max(0, size - len(header)))
 
 
 @dataclass
@@ -27,6 +35,8 @@ class HubFile:
     cut_first: int = 0  # this many GETs stop after half the bytes
     missing: bool = False  # listed, but resolve answers 404
     delay: float = 0.0  # seconds between 64 KiB chunks
+    lfs: bool = True  # False: listed like a small git file, with no sha256
+    extra: bytes = b""  # sent after the listed bytes, as a broken mirror might
 
     def listed_sha(self) -> str:
         return self.sha256 or hashlib.sha256(self.data).hexdigest()
@@ -97,7 +107,8 @@ class FakeHub:
             self._send(req, 404, json.dumps({"error": f"Repository {repo} not found"}).encode())
             return
         listing = [{"type": "file", "path": name, "size": f.size or len(f.data), "oid": "0" * 40,
-                    "lfs": {"oid": f.listed_sha(), "size": f.size or len(f.data), "pointerSize": 134}}
+                    **({"lfs": {"oid": f.listed_sha(), "size": f.size or len(f.data), "pointerSize": 134}}
+                       if f.lfs else {})}
                    for name, f in files.items()]
         self._send(req, 200, json.dumps(listing).encode())
 
@@ -107,7 +118,7 @@ class FakeHub:
             self._send(req, 404, b'{"error": "Entry not found"}')
             return
         start = int(hit.range.split("=")[1].split("-")[0]) if hit.range else 0
-        body = f.data[start:]
+        body = (f.data + f.extra)[start:]
         req.send_response(206 if start else 200)
         req.send_header("Content-Type", "application/octet-stream")
         req.send_header("Content-Length", str(len(body)))

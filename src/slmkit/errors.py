@@ -43,10 +43,27 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A body that is not JSON (only ``application/json`` is read, so no form post is a request)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+    code = "request_header_fields_too_large"
+
+
 class ModelNotFound(SlmkitError):
     status = 404
     code = "model_not_found"
     type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 model: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.model = model  # the name asked for, when a served name was unknown
 
 
 class ModelLoadError(SlmkitError):
@@ -64,6 +81,19 @@ class Forbidden(SlmkitError):
     status = 403
     code = "model_not_allowed"
     type = "permission_error"
+
+
+class AdminRequired(Forbidden):
+    """A store-changing route called with a key that lacks the admin scope."""
+
+    code = "admin_required"
+
+
+class InternalError(SlmkitError):
+    """Something failed that should not have; the server log holds the traceback."""
+
+    status = 500
+    code = "internal_error"
 
 
 class _RetryLater(SlmkitError):
@@ -87,6 +117,14 @@ class RateLimited(_RetryLater):
     status = 429
     code = "rate_limit_exceeded"
     type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None,
+                 limit_headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, code=code)
+        self.limit_headers = limit_headers or {}  # the key's x-ratelimit-* headers
+
+    def headers(self) -> dict[str, str]:
+        return {**self.limit_headers, **super().headers()}
 
 
 class ServiceUnavailable(_RetryLater):

@@ -83,7 +83,10 @@ class ServerSettings(BaseModel):
     max_prompt_tokens: int = Field(131072, ge=1, description="Most tokens one prompt may have.")
     max_messages: int = Field(1024, ge=1, description="Most messages in one chat request.")
     max_stop: int = Field(16, ge=0, description="Most stop strings in one request.")
+    max_prompts: int = Field(64, ge=1, description="Most prompts in one text-completion request.")
     drain_timeout: float = Field(30.0, ge=0, description="Seconds running requests get after SIGTERM.")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Most bytes of request headers (names and "
+                                  "values together); more: 431.")
 
 
 class SecuritySettings(BaseModel):
@@ -92,6 +95,9 @@ class SecuritySettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="One static key (also SLM_API_KEY).")
     metrics_public: bool = False
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names served besides IP "
+                                     "addresses and localhost (DNS-rebinding guard); '*': any. Empty: only those "
+                                     "when bound to loopback, any when bound beyond it.")
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     max_concurrent_per_key: int | None = Field(None, ge=1)
@@ -122,10 +128,6 @@ class Settings(BaseSettings):
     @property
     def keys_db(self) -> Path:
         return self.store.home / "keys.sqlite"
-
-    @property
-    def default_model(self) -> str:
-        return self.server.models[0]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from slmkit.engine.admission import AdmissionQueue, EventStream, Job
+from slmkit.engine.admission import AdmissionQueue, Job, JobStream
 from slmkit.engine.base import FinishReason, GenerationRequest
 from slmkit.errors import Overloaded, ServiceUnavailable
 
@@ -50,7 +50,7 @@ async def test_pop_is_fifo_skips_cancelled_and_respects_accept() -> None:
     first, second, third = _job(loop), _job(loop, 5), _job(loop)
     for job in (first, second, third):
         queue.submit(job)
-    stream = EventStream(first, queue)
+    stream = JobStream(first, queue)
     stream.cancel()  # a client that left while waiting
     assert queue.pop(accept=lambda j: len(j.request.prompt) != 5) is None  # `second` stays first in line
     assert (await asyncio.wait_for(first.events.get(), 5)).finish_reason is FinishReason.CANCELLED

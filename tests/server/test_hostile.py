@@ -79,7 +79,7 @@ def test_ollama_options_are_finite_and_bounded(http: httpx.Client, option: str, 
 
 @pytest.mark.parametrize(("extra", "param"), [
     ({"context": [-1]}, "context"),
-    ({"context": [99_999_999]}, "prompt"),  # failed llama_decode for every stream in the step
+    ({"context": [99_999_999]}, "context"),  # failed llama_decode for every stream in the step
     ({"keep_alive": "1e400h"}, "keep_alive"),
 ])
 def test_ollama_ids_and_durations(http: httpx.Client, extra: dict[str, Any], param: str) -> None:

@@ -122,11 +122,15 @@ def test_version_and_root(server: ServerProcess) -> None:
     assert page.headers["content-type"].startswith("text/html") and "<script" in page.text
 
 
-def test_curl_style_form_content_type_is_read_as_json(server: ServerProcess) -> None:
+def test_bodies_are_json_only(server: ServerProcess) -> None:
+    """A body without a content type is read as JSON (scripts); a form type is refused (415), so no
+    web page can post one to a local server (issue 17)."""
     body = json.dumps({"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
-    resp = httpx.post(f"{server.url}/api/generate", content=body,
-                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=60)
+    resp = httpx.post(f"{server.url}/api/generate", content=body, timeout=60)
     assert resp.status_code == 200 and resp.json()["done"] is True
+    form = httpx.post(f"{server.url}/api/generate", content=body,
+                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=60)
+    assert form.status_code == 415 and "application/json" in form.json()["error"]
 
 
 BAD = [

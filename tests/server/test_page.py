@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import MODEL
@@ -53,9 +54,12 @@ def _send(page: object, text: str) -> object:
 def test_chat_streams_stops_and_switches_model(browser: object, page_server: ServerProcess) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
     page.add_init_script(COUNT_UPDATES)
+    blocked: list[str] = []  # the page must live within its own Content-Security-Policy
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.goto(page_server.url)
     assert page.title() == "slmkit chat"
-    page.wait_for_function("document.querySelectorAll('#model option').length >= 2", timeout=60_000)
+    # selector waits, not wait_for_function: its string predicates are eval'd, which the page's CSP forbids
+    page.wait_for_selector("#model option:nth-child(2)", state="attached", timeout=60_000)
     options = page.locator("#model option").all_inner_texts()
     assert options[:2] == [MODEL, GEMMA]
     assert "all-minilm-l6-v2" not in options  # embedding models cannot chat
@@ -74,7 +78,7 @@ def test_chat_streams_stops_and_switches_model(browser: object, page_server: Ser
     page.click("#system-box summary")
     page.fill("#system", "You write very long answers.")
     long_reply = _send(page, "Write a long story about a dragon.")
-    page.wait_for_function("document.querySelector('#stop').disabled === false")
+    page.wait_for_selector("#stop:not([disabled])")
     long_reply.locator("xpath=self::*[string-length(normalize-space(.)) > 0]").wait_for(timeout=120_000)
     page.click("#stop")
     long_reply.locator("xpath=self::*[contains(@class, 'done')]").wait_for(timeout=30_000)
@@ -89,3 +93,15 @@ def test_chat_streams_stops_and_switches_model(browser: object, page_server: Ser
     reply.locator("xpath=self::*[contains(@class, 'done')]").wait_for(timeout=180_000)
     assert reply.get_attribute("data-model") == GEMMA
     assert reply.inner_text().strip() and not reply.inner_text().startswith("Error")
+    assert blocked == []
+
+
+def test_page_and_assets_carry_security_headers(page_server: ServerProcess) -> None:
+    for path, accept in (("/", "text/html"), ("/static/app.js", "*/*"), ("/static/style.css", "*/*")):
+        resp = httpx.get(f"{page_server.url}{path}", headers={"accept": accept}, timeout=30)
+        assert resp.status_code == 200
+        csp = resp.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert resp.headers["referrer-policy"] == "no-referrer"

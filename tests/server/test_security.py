@@ -88,6 +88,8 @@ def test_probes_are_open_metrics_are_not(keyed: tuple[ServerProcess, Path, dict[
     assert httpx.get(f"{server.url}/ready").status_code == 200
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     assert httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {keys['all']}"}).status_code == 200
+    scoped = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {keys['scoped']}"})
+    assert scoped.status_code == 403  # every model's series: not for a key scoped to some models
 
 
 def test_scoped_keys_see_and_use_only_their_models(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:
@@ -132,6 +134,9 @@ def test_rpm_limit(keyed: tuple[ServerProcess, Path, dict[str, str]]) -> None:
     assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
     refused = answers[3]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-limit-requests"] == "3"  # the 429 says which limit, too
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert _chat(server, keys["all"]).status_code == 200  # other keys are not affected
 

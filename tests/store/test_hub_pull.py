@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from slmkit.store.embedded import EMBEDDED
-from tests.fakehub import FakeHub, HubFile
+from tests.fakehub import FakeHub, HubFile, gguf_bytes
 from tests.helpers import free_port
 
 TOKEN = "hf_test_token"
@@ -81,8 +81,8 @@ def test_pull_catalog_name_downloads_verifies_and_registers(hub: FakeHub, home: 
 
 
 def test_pull_hf_co_picks_the_file_by_quant(hub: FakeHub, home: Path) -> None:
-    hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(os.urandom(300_000)),
-                                      "tiny-Q8_0.gguf": HubFile(os.urandom(500_000))}
+    hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(gguf_bytes(300_000)),
+                                      "tiny-Q8_0.gguf": HubFile(gguf_bytes(500_000))}
     out = slm("pull", "hf.co/someone/Tiny-GGUF:Q8_0", "--json", home=home, hub=hub)
     assert out.returncode == 0, out.stderr
     manifest = json.loads(out.stdout)
@@ -91,13 +91,13 @@ def test_pull_hf_co_picks_the_file_by_quant(hub: FakeHub, home: Path) -> None:
 
 
 def test_pull_of_a_repo_with_one_gguf_tags_it_by_its_quant(hub: FakeHub, home: Path) -> None:
-    hub.repos["someone/Only-GGUF"] = {"only.Q6_K.gguf": HubFile(os.urandom(1000)), "README.md": HubFile(b"hi")}
+    hub.repos["someone/Only-GGUF"] = {"only.Q6_K.gguf": HubFile(gguf_bytes(1000)), "README.md": HubFile(b"hi")}
     manifest = json.loads(slm("pull", "hf.co/someone/Only-GGUF", "--json", home=home, hub=hub).stdout)
     assert f"{manifest['name']}:{manifest['tag']}" == "only:q6_k"
 
 
 def test_cut_connection_is_resumed_with_a_range_request(hub: FakeHub, home: Path) -> None:
-    data = os.urandom(2_000_000)
+    data = gguf_bytes(2_000_000)
     hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(data, cut_first=1)}
     out = slm("pull", "hf.co/someone/Tiny-GGUF", home=home, hub=hub)
     assert out.returncode == 0, out.stderr
@@ -111,7 +111,7 @@ def test_cut_connection_is_resumed_with_a_range_request(hub: FakeHub, home: Path
 
 
 def test_interrupted_pull_leaves_no_manifest_and_resumes_next_time(hub: FakeHub, home: Path) -> None:
-    data = os.urandom(1_500_000)
+    data = gguf_bytes(1_500_000)
     hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(data, cut_first=3)}  # every attempt of one pull
     failed = slm("pull", "hf.co/someone/Tiny-GGUF", home=home, hub=hub)
     assert "resumes" in one_line_error(failed)
@@ -126,7 +126,7 @@ def test_interrupted_pull_leaves_no_manifest_and_resumes_next_time(hub: FakeHub,
 
 
 def test_checksum_mismatch_deletes_the_download(hub: FakeHub, home: Path) -> None:
-    hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(os.urandom(400_000), sha256="ab" * 32)}
+    hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(gguf_bytes(400_000), sha256="ab" * 32)}
     out = slm("pull", "hf.co/someone/Tiny-GGUF", home=home, hub=hub)
     assert "checksum mismatch" in one_line_error(out)
     assert not _blob_files(home) and not _parts(home)
@@ -146,7 +146,7 @@ def test_missing_file_or_repo(hub: FakeHub, home: Path, spec: str, message: str)
 
 
 def test_concurrent_pulls_of_one_model_download_once(hub: FakeHub, home: Path) -> None:
-    data = os.urandom(1_000_000)
+    data = gguf_bytes(1_000_000)
     hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(data, delay=0.02)}  # ~0.3 s per transfer
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE",)}
     env.update({"SLM_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN})
@@ -181,3 +181,46 @@ def test_offline_mode_is_respected(hub: FakeHub, home: Path) -> None:
 def test_unknown_catalog_name_suggests_the_nearest(home: Path) -> None:
     message = one_line_error(slm("pull", "qwen3-0.7b", home=home))
     assert "did you mean" in message and "qwen3-0.6b" in message
+
+
+# -- listings without a sha256, corrupt files, mirrors that send too much (issue 17) ----------
+@pytest.fixture
+def in_process_hub(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return hub
+
+
+def test_a_listing_without_sha256_is_sized_hashed_and_recorded(in_process_hub: FakeHub, home: Path) -> None:
+    from slmkit.store.pull import pull
+    from slmkit.store.store import Store
+
+    data = gguf_bytes(200_000)
+    in_process_hub.repos["someone/Plain-GGUF"] = {"plain-Q4_K_M.gguf": HubFile(data, lfs=False)}
+    manifest = pull(Store(home), "hf.co/someone/Plain-GGUF")
+    assert manifest.digest == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert manifest.source["sha256"] == "computed" and manifest.size == len(data)
+    assert _blob_files(home)[0].read_bytes() == data
+
+
+@pytest.mark.parametrize("data", [os.urandom(300_000), gguf_bytes(64)[:20]], ids=["not-gguf", "truncated"])
+def test_a_file_that_is_not_gguf_is_never_registered(in_process_hub: FakeHub, home: Path, data: bytes) -> None:
+    from slmkit.errors import CorruptGGUF
+    from slmkit.store.pull import pull
+    from slmkit.store.store import Store
+
+    in_process_hub.repos["someone/Bad-GGUF"] = {"bad-Q4_K_M.gguf": HubFile(data, lfs=False)}
+    with pytest.raises(CorruptGGUF):
+        pull(Store(home), "hf.co/someone/Bad-GGUF")
+    assert not _blob_files(home) and not _parts(home) and Store(home).find("bad") is None
+
+
+@pytest.mark.parametrize("lfs", [True, False])
+def test_a_mirror_sending_more_than_listed_is_cut_off(in_process_hub: FakeHub, home: Path, lfs: bool) -> None:
+    from slmkit.store.pull import pull
+    from slmkit.store.store import Store
+
+    data = gguf_bytes(300_000)
+    in_process_hub.repos["someone/Long-GGUF"] = {"long-Q4_K_M.gguf": HubFile(data, lfs=lfs, extra=b"\0" * 500_000)}
+    manifest = pull(Store(home), "hf.co/someone/Long-GGUF")
+    assert manifest.size == len(data) and _blob_files(home)[0].read_bytes() == data

@@ -7,7 +7,6 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -15,24 +14,27 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from typing_extensions import Unpack
 
-from slmkit.api.requests import ChatKwargs, GenerateKwargs, Messages, Structure, chat_body, completion_body
-from slmkit.api.results import Choice, Chunk, Completion, Usage, finish_name
+from slmkit.api.requests import ChatKwargs, GenerateKwargs, Messages, chat_body, completion_body
+from slmkit.api.results import Chunk, Completion, completion_of, finish_name, usage_of
 from slmkit.engine.base import Embedder, Engine
-from slmkit.errors import InvalidRequest, ModelClosed
-from slmkit.server.generation import Generation, GenerationResult, raise_if_failed
+from slmkit.errors import Forbidden, InvalidRequest, ModelClosed
+from slmkit.server.auth import KeyStore
+from slmkit.server.context import Principal
 from slmkit.server.metrics import Metrics
-from slmkit.server.protocol.openai import ChatCompletionRequest, CompletionRequest
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.services import GenerateOptions, GenerationService
-from slmkit.server.tools import ToolPlan, collect_tool_choices, parse_tools, plan_tools
+from slmkit.server.usecases.calls import ChatCall, CompletionCall, EmbedCall
+from slmkit.server.usecases.service import GenerationService, Prepared
 from slmkit.settings import EngineSettings, Settings, load_settings
 from slmkit.store.modelfile import Profile
 
 T = TypeVar("T")
+CallT = TypeVar("CallT", ChatCall, CompletionCall)
+LOCAL = Principal(name="local", admin=True)  # in process, the caller owns the store
 ENGINE_OPTIONS = frozenset(EngineSettings.model_fields)
 
 
-def load(name: str | None = None, *, home: str | Path | None = None, **engine_options: Any) -> Model:
+def load(name: str | None = None, *, home: str | Path | None = None, api_key: str | None = None,
+         **engine_options: Any) -> Model:
     """Load a model into this process and return it.
 
     ``name`` is what ``slm serve --model`` takes: an embedded model (default: the embedded
@@ -40,6 +42,8 @@ def load(name: str | None = None, *, home: str | Path | None = None, **engine_op
     file or an ONNX folder. ``engine_options`` are the engine settings (``parallel``,
     ``ctx_size``, ``threads``, ``batch_size``, ``max_queue``, ``prefill_chunk``,
     ``context_overflow``); ``home`` the store (default ``$SLM_HOME`` or ``~/.slmkit``).
+    ``api_key``: act as that key of the store (its model scope applies, as on the server);
+    without one the caller is the store's owner.
     Raises ``ModelNotFound``, ``ModelLoadError`` or ``InvalidRequest`` (bad options).
     """
     unknown = sorted(set(engine_options) - ENGINE_OPTIONS)
@@ -54,7 +58,8 @@ def load(name: str | None = None, *, home: str | Path | None = None, **engine_op
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InvalidRequest(f"{error['loc'][-1]}: {error['msg']}", param=str(error["loc"][-1])) from None
-    return Model(settings)
+    principal = KeyStore(settings.keys_db).verify(api_key) if api_key is not None else LOCAL
+    return Model(settings, principal)
 
 
 class Model:
@@ -67,9 +72,10 @@ class Model:
     ``Overloaded``, ``OutputInvalid``, ``ModelClosed``, ...).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, principal: Principal | None = None) -> None:
         """Prefer ``slmkit.load``."""
         self._settings = settings
+        self._principal = principal or LOCAL
         self._closed = False
         self._loop = asyncio.new_event_loop()  # runs the blocking calls and the registry
         self._thread = threading.Thread(target=self._loop.run_forever, name="slm-api-loop", daemon=True)
@@ -77,7 +83,7 @@ class Model:
         self._registry = ModelRegistry(settings)
         self._service = GenerationService(self._registry, Metrics(self._registry))
         try:
-            self._engine: Engine | Embedder = self._call(self._start())
+            self._engine: Engine | Embedder = self._run(self._start())
         except BaseException:
             self._stop_loop()
             raise
@@ -85,6 +91,9 @@ class Model:
     async def _start(self) -> Engine | Embedder:
         try:
             await self._registry.start()
+            default = self._registry.default or self._registry.default_embedding
+            if default is not None and not self._principal.may_use(default):
+                raise Forbidden(f"this API key may not use the model '{default}'", param="model")
             if self._registry.default is not None:
                 engine: Engine | Embedder = await self._registry.acquire(self._registry.default, keep_alive=-1)
                 return engine
@@ -112,7 +121,7 @@ class Model:
     @property
     def info(self) -> dict[str, Any]:
         """Facts about the loaded file: architecture, parameters, format, slots, ..."""
-        return dict(self._engine.info)
+        return self._engine.info.as_dict()
 
     @property
     def closed(self) -> bool:
@@ -121,7 +130,8 @@ class Model:
     @property
     def profile(self) -> Profile | None:
         """The Modelfile profile it was loaded with (SYSTEM, TEMPLATE, PARAMETERs), if any."""
-        return self._registry.profile(self._engine.name)
+        entry = self._registry.entry(self._engine.name)
+        return entry.profile if entry is not None else None
 
     @property
     def chat_template(self) -> str | None:
@@ -129,8 +139,9 @@ class Model:
         profile = self.profile
         if profile is not None and profile.template:
             return profile.template
-        template = getattr(self._engine, "template", None)
-        return getattr(template, "source", None)
+        if isinstance(self._engine, Embedder):
+            return None
+        return getattr(self._engine.template, "source", None)
 
     def stats(self) -> dict[str, float]:
         """Live engine figures: running and waiting requests, KV-cache use, reused tokens."""
@@ -144,9 +155,7 @@ class Model:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         self._check_open()
-        vocab = int(self._engine.info.get("vocab_size") or 0)
-        if vocab and any(not 0 <= int(t) < vocab for t in tokens):
-            raise InvalidRequest(f"token ids must be in 0..{vocab - 1}", param="tokens")
+        self._engine.info.check_tokens(tokens, "tokens")
         return self._engine.detokenize([int(t) for t in tokens])
 
     # -- chat ----------------------------------------------------------------------------
@@ -159,19 +168,16 @@ class Model:
         JSON schema (the output is constrained by a grammar and ``Completion.parsed`` holds the
         validated instance) or ``{"type": "json_object"}``.
         """
-        return self._call(self.achat(messages, **options))
+        return self._run(self._chat(messages, options))
 
     async def achat(self, messages: Messages, **options: Unpack[ChatKwargs]) -> Completion:
         """``chat`` for async code."""
+        return await self._await(self._chat(messages, options))
+
+    async def _chat(self, messages: Messages, options: ChatKwargs) -> Completion:
         body, structure = chat_body(messages, options)
-        engine = self._chat_engine()
-        generate, plan = self._options(engine, body, structure)
-        prompt = self._service.chat_prompt(engine, [m.to_template() for m in body.messages],
-                                           generate.max_tokens, plan)
-        generation = self._service.start(engine.name, [prompt], generate)
-        if plan is not None:
-            return await self._collect_tools(generation, plan)
-        return _completion(await self._service.collect(generation), structure)
+        run = await self._service.chat(self._call(body.to_call()))
+        return completion_of(await run.collect(), structure)
 
     def parse(self, messages: Messages, schema: Any, **options: Unpack[GenerateKwargs]) -> Any:
         """The validated object of ``schema`` (a pydantic model class or a JSON schema) that the
@@ -186,15 +192,15 @@ class Model:
     # -- text completion -----------------------------------------------------------------
     def complete(self, prompt: str, **options: Unpack[GenerateKwargs]) -> Completion:
         """Continue ``prompt`` as plain text (no chat template)."""
-        return self._call(self.acomplete(prompt, **options))
+        return self._run(self._complete(prompt, options))
 
     async def acomplete(self, prompt: str, **options: Unpack[GenerateKwargs]) -> Completion:
+        return await self._await(self._complete(prompt, options))
+
+    async def _complete(self, prompt: str, options: GenerateKwargs) -> Completion:
         body, structure = completion_body(prompt, options)
-        engine = self._chat_engine()
-        generate, _ = self._options(engine, body, structure)
-        tokens = engine.tokenize(prompt, add_special=True, parse_special=False)
-        generation = self._service.start(engine.name, [tokens], generate, prompt_param="prompt")
-        return _completion(await self._service.collect(generation), structure)
+        run = await self._service.complete(self._call(body.to_call()))
+        return completion_of(await run.collect(), structure)
 
     # -- streaming -----------------------------------------------------------------------
     def stream(self, messages: Messages | None = None, *, prompt: str | None = None,
@@ -210,67 +216,71 @@ class Model:
                 **options: Unpack[GenerateKwargs]) -> AsyncIterator[Chunk]:
         """``stream`` for async code: ``async for chunk in model.astream(...)``."""
         starter = self._stream_starter(messages, prompt, options)
-        return self._async_stream(starter)
+        return self._proxy_stream(starter)
 
     def _stream_starter(self, messages: Messages | None, prompt: str | None,
-                        options: GenerateKwargs) -> Any:
-        """Check everything now; return the function that starts the generation (in a running loop)."""
+                        options: GenerateKwargs) -> Prepared:
+        """Check and render everything now; the generation starts with the iteration."""
         if (messages is None) == (prompt is None):
             raise InvalidRequest("give either messages or prompt", param="messages")
         if any(options.get(k) is not None for k in ("tools", "tool_choice")):
             raise InvalidRequest("tool calls are not streamed by the Python API; use chat()", param="tools")
         if (options.get("n") or 1) != 1:
-            raise InvalidRequest("streaming returns one choice; use chat() for n > 1", param="n")
-        engine = self._chat_engine()
-        body: ChatCompletionRequest | CompletionRequest
+            raise InvalidRequest("streaming returns one choice; use chat()  for n > 1", param="n")
         if prompt is not None:
-            body, structure = completion_body(prompt, options)
-            tokens = engine.tokenize(prompt, add_special=True, parse_special=False)
-        else:
-            assert messages is not None
-            body, structure = chat_body(messages, options)
-            tokens = []
-        generate, _ = self._options(engine, body, structure)
-        if isinstance(body, ChatCompletionRequest):
-            tokens = self._service.chat_prompt(engine, [m.to_template() for m in body.messages], generate.max_tokens)
-        GenerationService.check_context(engine, tokens, generate.max_tokens, "prompt" if prompt else "messages")
-        return lambda: self._service.start(engine.name, [tokens], generate)
+            call = self._call(completion_body(prompt, options)[0].to_call())
+            return self._run(self._service.prepare_completion(call))
+        assert messages is not None
+        return self._run(self._service.prepare_chat(self._call(chat_body(messages, options)[0].to_call())))
 
-    async def _async_stream(self, starter: Any) -> AsyncIterator[Chunk]:
+    async def _async_stream(self, prepared: Prepared) -> AsyncIterator[Chunk]:
         self._check_open()
-        generation: Generation = starter()
-        usage = generation.usage()
+        run = self._service.start(prepared)
         try:
-            async for index, event in generation.events():
-                raise_if_failed(event)
-                usage.add(index, event)
-                if event.finish_reason is not None:
-                    yield Chunk(event.text, finish_name(event.finish_reason), _usage(usage), event.logprobs)
-                elif event.text or event.logprobs:
-                    yield Chunk(event.text, logprobs=event.logprobs)
+            async for delta in run.deltas():
+                if delta.finish is not None:
+                    yield Chunk(delta.text, finish_name(delta.finish), usage_of(run.counts), delta.logprobs)
+                elif delta.text or delta.logprobs:
+                    yield Chunk(delta.text, logprobs=delta.logprobs)
         finally:
-            generation.cancel()
+            run.cancel()
+
+    async def _proxy_stream(self, starter: Prepared) -> AsyncIterator[Chunk]:
+        """The stream runs on the model's loop; the caller's loop reads it chunk by chunk."""
+        chunks = self._async_stream(starter)
+        try:
+            while True:
+                try:
+                    yield await self._await(_next(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self._closed:
+                await self._await(chunks.aclose())  # type: ignore[attr-defined]
 
     def _sync_stream(self, starter: Any) -> Iterator[Chunk]:
         chunks = self._async_stream(starter)
         try:
             while True:
                 try:
-                    yield self._call(_next(chunks))
+                    yield self._run(_next(chunks))
                 except StopAsyncIteration:
                     return
         finally:
             if not self._closed:
-                self._call(chunks.aclose())  # type: ignore[attr-defined]
+                self._run(chunks.aclose())  # type: ignore[attr-defined]
 
     # -- embeddings ----------------------------------------------------------------------
     def embed(self, texts: str | Sequence[str], *, truncate: bool = True) -> list[list[float]]:
         """Unit-length vectors, one per text (an embedding model, such as all-minilm-l6-v2).
         Over-long texts are cut to the model's context unless ``truncate=False`` (then
         ``ContextLengthExceeded``)."""
-        return self._call(self.aembed(texts, truncate=truncate))
+        return self._run(self._embed(texts, truncate))
 
     async def aembed(self, texts: str | Sequence[str], *, truncate: bool = True) -> list[list[float]]:
+        return await self._await(self._embed(texts, truncate))
+
+    async def _embed(self, texts: str | Sequence[str], truncate: bool) -> list[list[float]]:
         self._check_open()
         if not isinstance(self._engine, Embedder):
             raise InvalidRequest(f"model '{self.name}' is not an embedding model; load one such as "
@@ -278,8 +288,9 @@ class Model:
         items = [texts] if isinstance(texts, str) else list(texts)
         if not items or not all(isinstance(t, str) for t in items):
             raise InvalidRequest("texts must be a string or a non-empty list of strings", param="texts")
-        result = await self._service.embed_with(self._engine, items, truncate=truncate, param="texts")
-        return result.vectors
+        call = EmbedCall(model=self._engine.name, inputs=list(items), truncate=truncate, principal=self._principal,
+                         param="texts")
+        return (await self._service.embed(call)).vectors
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -314,31 +325,16 @@ class Model:
         if self._closed:
             raise ModelClosed(f"model '{self._engine.name}' is closed; load it again with slmkit.load()")
 
-    def _chat_engine(self) -> Engine:
+    def _call(self, call: CallT) -> CallT:
+        """The call on this model, made by the local operator (no key applies in process)."""
         self._check_open()
-        return self._service.engine(self._engine.name)
+        call.model = self._engine.name
+        call.principal = self._principal
+        if isinstance(call, CompletionCall):
+            call.default_max_tokens = None
+        return call
 
-    def _options(self, engine: Engine, body: ChatCompletionRequest | CompletionRequest,
-                 structure: Structure | None) -> tuple[GenerateOptions, ToolPlan | None]:
-        options = GenerateOptions(sampling=body.sampling(), max_tokens=body.token_limit(), stop=body.stop_list(),
-                                  n=body.n, logprobs=body.logprob_count())
-        self._service.check_logit_bias(engine, options.sampling.logit_bias)
-        plan = None
-        if isinstance(body, ChatCompletionRequest) and (body.tools or body.tool_choice is not None):
-            plan = plan_tools(parse_tools(body.tools), body.tool_choice, body.parallel_tool_calls)
-        if plan is not None:
-            if structure is not None:
-                raise InvalidRequest("response_format and tools cannot be combined", param="response_format")
-            options.sampling = replace(options.sampling, grammar=plan.grammar)
-        return options, plan
-
-    async def _collect_tools(self, generation: Generation, plan: ToolPlan) -> Completion:
-        results, usage = await collect_tool_choices(generation, plan)
-        choices = [Choice(index=i, text=r.text, finish_reason=r.finish, tool_calls=r.calls)
-                   for i, r in enumerate(results)]
-        return Completion(model=generation.model, choices=choices, usage=_usage(usage))
-
-    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the model's loop and wait; Ctrl-C cancels it (and frees its slots)."""
         if self._closed:
             work.close()
@@ -350,6 +346,13 @@ class Model:
             future.cancel()
             raise
 
+    async def _await(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await ``work`` run on the model's loop (where its engine delivers events)."""
+        if self._closed:
+            work.close()
+            self._check_open()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
@@ -359,17 +362,3 @@ class Model:
 
 async def _next(chunks: AsyncIterator[Chunk]) -> Chunk:
     return await chunks.__anext__()
-
-
-def _usage(usage: Any) -> Usage:
-    return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                 cached_tokens=usage.cached_tokens)
-
-
-def _completion(result: GenerationResult, structure: Structure | None) -> Completion:
-    choices = []
-    for i, c in enumerate(result.choices):
-        reason = finish_name(c.finish_reason)
-        parsed = structure.parse(c.text, reason) if structure is not None else None
-        choices.append(Choice(index=i, text=c.text, finish_reason=reason, parsed=parsed, logprobs=c.logprobs))
-    return Completion(model=result.generation.model, choices=choices, usage=_usage(result.usage))

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slmkit.engine.base import FinishReason, TokenLogprob
+from slmkit.engine.base import TokenLogprob
+from slmkit.server.generation import TokenCounts
 from slmkit.server.tools import ToolCall
+from slmkit.server.usecases.run import Finish, RunResult
+
+if TYPE_CHECKING:
+    from slmkit.api.requests import Structure
 
 __all__ = ["Choice", "Chunk", "Completion", "ToolCall", "Usage"]
 
@@ -86,6 +91,23 @@ class Chunk:
         return self.text
 
 
-def finish_name(reason: FinishReason | None) -> str:
-    """The OpenAI name of an engine finish reason (a cancelled run reads as ``stop``)."""
-    return "length" if reason is FinishReason.LENGTH else "stop"
+def finish_name(finish: Finish | None) -> str:
+    """The OpenAI name of a finish (a cancelled run reads as ``stop``)."""
+    if finish is Finish.LENGTH:
+        return "length"
+    return "tool_calls" if finish is Finish.TOOL_CALLS else "stop"
+
+
+def usage_of(counts: TokenCounts) -> Usage:
+    return Usage(prompt_tokens=counts.prompt_tokens, completion_tokens=counts.completion_tokens,
+                 cached_tokens=counts.cached_tokens)
+
+
+def completion_of(result: RunResult, structure: Structure | None) -> Completion:
+    choices = []
+    for c in result.choices:
+        reason = finish_name(c.finish)
+        parsed = structure.parse(c.text, reason) if structure is not None and not c.tool_calls else None
+        choices.append(Choice(index=c.index, text=c.text, finish_reason=reason, parsed=parsed,
+                              tool_calls=c.tool_calls, logprobs=c.logprobs))
+    return Completion(model=result.run.model, choices=choices, usage=usage_of(result.run.counts))

@@ -15,12 +15,12 @@ from rich.markup import escape
 
 from slmkit.bench.report import now_iso, write_atomic
 from slmkit.cli.common import console, err_console, fail, handle_errors
+from slmkit.engine.factory import open_chat_engine
 from slmkit.errors import InvalidRequest
 from slmkit.eval.gates import check_gate_inputs, evaluate_gates, failure_message
 from slmkit.eval.perplexity import LogitSource, drift, perplexity, read_text
 from slmkit.eval.report import SCHEMA, markdown_tables, write_eval_plot
 from slmkit.eval.tasks import CaseResult, TaskCase, builtin_suite, load_suite, pass_rates, run_suite
-from slmkit.server.registry import load_engine
 from slmkit.settings import load_settings
 from slmkit.store.resolve import ResolvedModel, resolve_model
 
@@ -181,7 +181,7 @@ def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: 
            ctrl_c: CtrlC) -> dict[str, Any]:
     settings = load_settings(engine__parallel=parallel, engine__ctx_size=1024, engine__threads=threads)
     with err_console.status(f"task suite on {model.name}") as status:
-        engine = load_engine(model.name, model.path, model.format, settings.engine)
+        engine = open_chat_engine(model.name, model.path, model.format, settings.engine)
         done: list[str] = []
 
         def tick(result: CaseResult) -> None:

@@ -20,7 +20,7 @@ def _store() -> KeyStore:
 
 def _row(record: KeyRecord) -> dict[str, object]:
     return {"id": record.id, "name": record.name, "models": list(record.models or []) or None,
-            "rpm": record.rpm, "tpm": record.tpm, "status": record.status,
+            "rpm": record.rpm, "tpm": record.tpm, "admin": record.admin, "status": record.status,
             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created)),
             "expires": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.expires)) if record.expires else None}
 
@@ -36,15 +36,16 @@ def keys() -> None:
 @click.option("--rpm", type=int, default=None, help="Requests per minute.")
 @click.option("--tpm", type=int, default=None, help="Tokens per minute (prompt + generated).")
 @click.option("--expires", default=None, help="Lifetime such as 30d, 12h [never].")
+@click.option("--admin", is_flag=True, help="May also change the store: pull, create, copy, delete.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def create(name: str, models: str | None, rpm: int | None, tpm: int | None, expires: str | None,
+def create(name: str, models: str | None, rpm: int | None, tpm: int | None, expires: str | None, admin: bool,
            as_json: bool) -> None:
     """Create a key and print it once."""
     scope = [m.strip() for m in models.split(",") if m.strip()] if models else None
     first = not _store().has_keys()
     key, record = _store().create(name, models=scope, rpm=rpm, tpm=tpm,
-                                  ttl_s=parse_duration(expires) if expires else None)
+                                  ttl_s=parse_duration(expires) if expires else None, admin=admin)
     if as_json:
         click.echo(json.dumps({"key": key, **_row(record)}))
         return

@@ -28,12 +28,17 @@ _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/~-]*$")  # could be a model name 
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="Most tokens per answer [the profile's num_predict, else up to the context].")
 @click.option("--seed", type=int, default=None)
+@click.option("--stop", multiple=True, help="A stop string (repeatable) [the profile's].")
+@click.option("--format", "fmt", default=None, metavar="json|SCHEMA",
+              help="Answer in JSON: 'json', or a JSON schema (inline or @file), as Ollama's --format.")
+@click.option("--api-key", envvar="SLM_API_KEY", default=None,
+              help="Act as this key of the store: its model scope applies, as on the server [$SLM_API_KEY].")
 @click.option("--verbose", is_flag=True, help="Show llama.cpp's own log lines [in $SLM_HOME/logs/llama.log].")
 @engine_options
 @handle_errors
 def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperature: float | None,
-        max_tokens: int | None, seed: int | None, verbose: bool, parallel: int | None, ctx_size: int | None,
-        threads: int | None) -> None:
+        max_tokens: int | None, seed: int | None, stop: tuple[str, ...], fmt: str | None, api_key: str | None,
+        verbose: bool, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Chat with MODEL: answer PROMPT and exit, or start an interactive chat.
 
     \b
@@ -53,9 +58,10 @@ def run(model: str | None, prompt: tuple[str, ...], system: str | None, temperat
             raise InvalidRequest("stdin was empty: pipe a prompt in, or give one as an argument")
     quiet_llama(verbose)
     options: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens),
-                                                 ("seed", seed)) if v is not None}
+                                                 ("seed", seed), ("stop", list(stop) or None),
+                                                 ("response_format", _format(fmt))) if v is not None}
     engine: dict[str, Any] = {k: v for k, v in (("parallel", parallel or 1), ("ctx_size", ctx_size),
-                                                ("threads", threads)) if v is not None}
+                                                ("threads", threads), ("api_key", api_key)) if v is not None}
     interactive = text is None
     if interactive and sys.stdin.isatty():
         busy_hint(threads)
@@ -104,3 +110,22 @@ def _piped_input(force: bool) -> str | None:
         return sys.stdin.read()
     return None
 
+
+
+def _format(fmt: str | None) -> dict[str, Any] | None:
+    """``--format``: ``json`` (any JSON object) or a JSON schema, inline or ``@file``."""
+    import json
+    from pathlib import Path
+
+    if fmt is None:
+        return None
+    if fmt == "json":
+        return {"type": "json_object"}
+    text = Path(fmt[1:]).read_text(encoding="utf-8") if fmt.startswith("@") else fmt
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"--format must be 'json' or a JSON schema: {exc}", param="format") from None
+    if not isinstance(schema, dict):
+        raise InvalidRequest("--format must be 'json' or a JSON schema object", param="format")
+    return schema

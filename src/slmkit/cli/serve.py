@@ -39,6 +39,9 @@ from slmkit.settings import load_settings
 @click.option("--api-key", default=None, help="One static API key (also SLM_API_KEY).")
 @click.option("--metrics-public", is_flag=True, default=None, help="Serve /metrics without a key.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Serve requests whose Host header names this host (repeatable; '*': any). IP addresses and "
+                   "localhost are always served [loopback bind: only those; other binds: any].")
 @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--max-concurrent-per-key", type=click.IntRange(min=1), default=None)
@@ -53,8 +56,8 @@ def serve(model_args: tuple[str, ...], host: str | None, port: int | None, model
           max_queue: int | None, keep_alive: str | None, max_loaded_models: int | None, max_memory: str | None,
           context_overflow: str | None, prompt_cache_mib: int | None, prefill_chunk: int | None,
           cache_type_k: str | None, cache_type_v: str | None, speculative: str | None, api_key: str | None,
-          metrics_public: bool | None,
-          cors_origins: tuple[str, ...], ssl_certfile: Path | None, ssl_keyfile: Path | None,
+          metrics_public: bool | None, cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...],
+          ssl_certfile: Path | None, ssl_keyfile: Path | None,
           max_concurrent_per_key: int | None, audit_log: Path | None, log_content: bool | None,
           drain_timeout: float | None, parallel: int | None, ctx_size: int | None, threads: int | None) -> None:
     """Serve MODEL (or --model; default: the embedded smollm2-135m-instruct) over the OpenAI and
@@ -76,7 +79,8 @@ def serve(model_args: tuple[str, ...], host: str | None, port: int | None, model
         engine__prompt_cache_mib=prompt_cache_mib, engine__speculative=speculative,
         engine__cache_type_k=cache_type_k, engine__cache_type_v=cache_type_v,
         security__api_key=api_key, security__metrics_public=metrics_public,
-        security__cors_origins=list(cors_origins) or None, security__ssl_certfile=ssl_certfile,
+        security__cors_origins=list(cors_origins) or None, security__allowed_hosts=list(allowed_hosts) or None,
+        security__ssl_certfile=ssl_certfile,
         security__ssl_keyfile=ssl_keyfile, security__max_concurrent_per_key=max_concurrent_per_key,
         security__audit_log=audit_log, security__log_content=log_content,
     )

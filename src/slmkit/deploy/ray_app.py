@@ -81,7 +81,7 @@ def ensure_model(settings: Settings, pull_spec: str | None) -> None:
     from slmkit.store.store import Store
 
     try:
-        resolve_model(settings.default_model, settings.store.home)
+        resolve_model(settings.server.models[0], settings.store.home)
     except ModelNotFound:
         if not pull_spec:
             raise
@@ -96,7 +96,9 @@ class SlmkitReplica:
 
     def __init__(self, model: str, pull: str | None = None, settings: dict[str, Any] | None = None,
                  metrics_port: int | None = 0) -> None:
-        self.settings = load_settings(**{"server__models": [model], **(settings or {})})
+        # Serve's proxy, not this app, binds the address: names are a cluster's, so no Host allowlist
+        # unless the settings give one (the DNS-rebinding guard is for servers bound to loopback)
+        self.settings = load_settings(**{"server__models": [model], "server__host": "0.0.0.0", **(settings or {})})
         self.settings.store.home.mkdir(parents=True, exist_ok=True)
         ensure_model(self.settings, pull)
         self.replica = serve.get_replica_context().replica_id.unique_id

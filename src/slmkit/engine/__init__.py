@@ -2,11 +2,12 @@
 
 from slmkit.engine.base import (
     Engine,
-    EventStream,
     FinishReason,
     GenerationRequest,
+    ModelInfo,
     SamplingParams,
     TokenEvent,
+    TokenEvents,
 )
 
-__all__ = ["Engine", "EventStream", "FinishReason", "GenerationRequest", "SamplingParams", "TokenEvent"]
+__all__ = ["Engine", "FinishReason", "GenerationRequest", "ModelInfo", "SamplingParams", "TokenEvent", "TokenEvents"]

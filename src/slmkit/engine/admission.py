@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -141,17 +142,22 @@ class AdmissionQueue:
 
 
 class Canceller(Protocol):
-    """What an EventStream needs from its scheduler."""
+    """What an JobStream needs from its scheduler."""
 
     def cancel(self, job: Job) -> None: ...
 
 
-class EventStream:
-    """The events of one submitted request. Closing it early cancels the request."""
+class JobStream:
+    """The events of one submitted request. Closing it early cancels the request;
+    ``interrupt(reason)`` ends it at once with a final event that carries the reason."""
 
     def __init__(self, job: Job, scheduler: Canceller) -> None:
         self._job = job
         self._scheduler = scheduler
+        self._last = TokenEvent(prompt_tokens=len(job.request.prompt))
+        self._interrupt: TokenEvent | None = None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def __aiter__(self) -> AsyncIterator[TokenEvent]:
         return self._iterate()
@@ -160,15 +166,50 @@ class EventStream:
         try:
             while True:
                 event = await self._job.events.get()
+                if event is self._interrupt:
+                    event = self._final(event.error or "interrupted")
+                self._last = event
                 yield event
                 if event.finish_reason is not None:
                     return
         finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
             self.cancel()
 
     def cancel(self) -> None:
         if not self._job.done:
             self._scheduler.cancel(self._job)
+
+    def interrupt(self, reason: str) -> bool:
+        """End the stream now (from any thread): after the events already handed over, a final
+        one with ``finish_reason`` LENGTH and ``error=reason``; the slot is freed. False if the
+        stream had already ended."""
+        if self._job.done or self._interrupt is not None:
+            return False
+        self._interrupt = TokenEvent(finish_reason=FinishReason.LENGTH, error=reason)
+        self._job.loop.call_soon_threadsafe(self._job.events.put_nowait, self._interrupt)
+        self.cancel()
+        return True
+
+    def _final(self, reason: str) -> TokenEvent:
+        last = self._last
+        return TokenEvent(finish_reason=FinishReason.LENGTH, error=reason, prompt_tokens=last.prompt_tokens,
+                          completion_tokens=last.completion_tokens, cached_tokens=last.cached_tokens,
+                          timings=dict(last.timings))
+
+
+_LIVE: weakref.WeakSet[JobStream] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def interrupt_streams(reason: str) -> int:
+    """End every running stream of every engine in this process with a final event carrying
+    ``reason`` (the drain deadline, a second SIGTERM); encoders render it as a last chunk and an
+    error frame. Thread-safe. Returns how many streams it ended."""
+    with _LIVE_LOCK:
+        streams = list(_LIVE)
+    return sum(stream.interrupt(reason) for stream in streams)
 
 
 def check_tokens(prompt: list[int], n_vocab: int, param: str = "prompt") -> None:

@@ -51,6 +51,48 @@ class GenerationRequest:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a loaded model, the same fields for every engine.
+
+    ``extra`` holds what only one format knows (llama.cpp's description, onnxruntime-genai's
+    version, an embedder's pooling); ``as_dict`` flattens everything for display."""
+
+    format: str  # gguf | onnx | mlx
+    file: str
+    architecture: str
+    vocab_size: int
+    context_length: int
+    slots: int = 1
+    kind: str = "chat"  # chat | embedding
+    parameters: int = 0
+    size_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        fixed = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return {**self.extra, **fixed}
+
+    def check_tokens(self, tokens: Sequence[int], param: str) -> None:
+        """400 naming ``param`` when a token id is outside the vocabulary."""
+        from slmkit.errors import InvalidRequest
+
+        for token in tokens:
+            if not isinstance(token, int) or not 0 <= token < self.vocab_size:
+                raise InvalidRequest(f"{param} holds the token id {token!r}, outside the vocabulary "
+                                     f"(0..{self.vocab_size - 1})", param=param)
+
+
+class ChatTemplateLike(Protocol):
+    """What the server needs of a model's chat template."""
+
+    bos_token: str
+    eos_token: str
+
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> str: ...
+
+
 @dataclass
 class TokenLogprob:
     token: str
@@ -78,7 +120,7 @@ class TokenEvent:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class EventStream(Protocol):
+class TokenEvents(Protocol):
     """The events of one request; iterate it, and ``cancel()`` (or stop iterating) to free
     its slot."""
 
@@ -94,18 +136,27 @@ class Engine(Protocol):
     name: str
 
     @property
+    def template(self) -> ChatTemplateLike:
+        """The model's chat template (a served profile's TEMPLATE may replace it)."""
+        ...
+
+    @property
     def context_length(self) -> int:
         """Tokens one sequence may hold (prompt plus generated)."""
         ...
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         """Facts about the loaded model (architecture, parameters, file, ...)."""
         ...
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def piece(self, token: int) -> str:
+        """The text of one token, special tokens written out (``<|im_end|>``)."""
+        ...
 
     def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
                     tools: list[dict[str, Any]] | None = None) -> str: ...
@@ -114,7 +165,7 @@ class Engine(Protocol):
         """Tokenize a rendered chat prompt (adds BOS only when the template did not)."""
         ...
 
-    def generate(self, request: GenerationRequest) -> EventStream:
+    def generate(self, request: GenerationRequest) -> TokenEvents:
         """Queue one request and return its events. Raises ``Overloaded`` at once when the
         wait queue is full, so callers can answer before they start a response."""
         ...
@@ -144,11 +195,13 @@ class Embedder(Protocol):
         ...
 
     @property
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> ModelInfo: ...
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def piece(self, token: int) -> str: ...
 
     def truncate(self, tokens: list[int]) -> list[int]:
         """Cut to ``context_length``, keeping a trailing separator token the model expects."""

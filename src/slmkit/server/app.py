@@ -10,29 +10,33 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from slmkit import __version__
 from slmkit.engine.llamacpp import grammar
+from slmkit.server import openapi
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore
+from slmkit.server.browser import BrowserGuard
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.errors import install_error_handlers
 from slmkit.server.guard import Guard, GuardState
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
+from slmkit.server.policy import check_routes, flat_routes
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama, ollama_store, openai, openai_more, page, tokenize
-from slmkit.server.services import GenerationService
+from slmkit.server.routes import health, ollama, ollama_store, openai, page, tokenize
+from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     """Build the server. The default model loads when the app starts (lifespan), the others on
     first use; all unload when it stops."""
     grammar.configure(grammar.GrammarLimits.from_settings(settings.engine))
-    registry = ModelRegistry(settings)
+    registry = ModelRegistry(settings, clock)
     metrics = Metrics(registry)
     security = settings.security
-    guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db),
-                       limiter=RateLimiter(security.max_concurrent_per_key),
+    guard = GuardState(settings=settings, metrics=metrics, keys=KeyStore(settings.keys_db, clock),
+                       limiter=RateLimiter(security.max_concurrent_per_key, clock.monotonic),
                        audit=AuditLog(security.audit_log, max_bytes=security.audit_max_bytes,
-                                      backups=security.audit_backups))
+                                      backups=security.audit_backups), registry=registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,16 +57,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
     install_error_handlers(app)
-    app.add_middleware(ollama.JsonBodyForOllama)
+    openapi.install(app)
     app.include_router(openai.router)
-    app.include_router(openai_more.router)
     app.include_router(ollama.router)
     app.include_router(tokenize.router)
     app.include_router(health.router)
     app.include_router(page.router)
     page.mount_static(app)
     app.include_router(ollama_store.router)
+    guard.routes = flat_routes(app.router.routes)
+    check_routes(guard.routes)
     app.add_middleware(Guard, state=guard)
+    app.add_middleware(BrowserGuard, settings=settings)  # Host, Origin, JSON only, security headers
     if security.cors_origins:  # outermost, so preflights are answered before auth
         app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)

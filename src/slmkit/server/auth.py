@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.errors import InvalidRequest, Unauthorized
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.context import Principal
 
 PREFIX = "slm_"
@@ -37,9 +38,11 @@ CREATE TABLE IF NOT EXISTS keys (
     tpm INTEGER,
     created REAL NOT NULL,
     expires REAL,
-    revoked REAL
+    revoked REAL,
+    admin INTEGER NOT NULL DEFAULT 0
 )
 """
+_COLUMNS = "id, name, models, rpm, tpm, created, expires, revoked, admin"
 
 
 def _hash(key: str) -> str:
@@ -56,25 +59,30 @@ class KeyRecord:
     created: float
     expires: float | None
     revoked: float | None
+    admin: bool = False
 
     @property
     def status(self) -> str:
+        return self.status_at(time.time())
+
+    def status_at(self, now: float) -> str:
         if self.revoked:
             return "revoked"
-        if self.expires is not None and self.expires < time.time():
+        if self.expires is not None and self.expires < now:
             return "expired"
         return "active"
 
     def principal(self) -> Principal:
-        return Principal(name=self.name, key_id=self.id, rpm=self.rpm, tpm=self.tpm,
+        return Principal(name=self.name, key_id=self.id, rpm=self.rpm, tpm=self.tpm, admin=self.admin,
                          models=frozenset(self.models) if self.models else None)
 
 
 class KeyStore:
     """The keys table in ``path`` (one SQLite file, shared by all workers on the host)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self.clock = clock
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -82,14 +90,18 @@ class KeyStore:
         conn = sqlite3.connect(self.path, timeout=10)
         try:
             conn.execute(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(keys)")}
+            if "admin" not in columns:  # a keys file from before the admin scope
+                conn.execute("ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")
             yield conn
             conn.commit()
         finally:
             conn.close()
 
     def create(self, name: str, *, models: list[str] | None = None, rpm: int | None = None,
-               tpm: int | None = None, ttl_s: float | None = None) -> tuple[str, KeyRecord]:
-        """Make a key; returns the key (shown once) and its record."""
+               tpm: int | None = None, ttl_s: float | None = None, admin: bool = False) -> tuple[str, KeyRecord]:
+        """Make a key; returns the key (shown once) and its record. ``admin`` keys may also
+        change the store (pull, create, copy, delete)."""
         if not name.strip():
             raise InvalidRequest("a key needs a name", param="name")
         for label, value in (("rpm", rpm), ("tpm", tpm)):
@@ -97,19 +109,20 @@ class KeyStore:
                 raise InvalidRequest(f"{label} must be a positive integer", param=label)
         key_id = secrets.token_hex(4)
         key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        now = time.time()
+        now = self.clock.time()
         expires = now + ttl_s if ttl_s else None
         with self._db() as db:
-            db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?,?,?,NULL)",
-                       (key_id, name, _hash(key), ",".join(models) if models else None, rpm, tpm, now, expires))
-        return key, KeyRecord(key_id, name, tuple(models) if models else None, rpm, tpm, now, expires, None)
+            db.execute("INSERT INTO keys (id, name, hash, models, rpm, tpm, created, expires, revoked, admin) "
+                       "VALUES (?,?,?,?,?,?,?,?,NULL,?)",
+                       (key_id, name, _hash(key), ",".join(models) if models else None, rpm, tpm, now, expires,
+                        int(admin)))
+        return key, KeyRecord(key_id, name, tuple(models) if models else None, rpm, tpm, now, expires, None, admin)
 
     def list(self) -> list[KeyRecord]:
         if not self.path.exists():
             return []
         with self._db() as db:
-            rows = db.execute("SELECT id, name, models, rpm, tpm, created, expires, revoked FROM keys "
-                              "ORDER BY created").fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created").fetchall()
         return [_record(row) for row in rows]
 
     def revoke(self, id_or_name: str) -> KeyRecord:
@@ -122,7 +135,8 @@ class KeyStore:
         return matches[0]
 
     def has_keys(self) -> bool:
-        return any(k.status == "active" for k in self.list())
+        now = self.clock.time()
+        return any(k.status_at(now) == "active" for k in self.list())
 
     def verify(self, key: str) -> Principal:
         """The principal for ``key``; Unauthorized (same message for every cause) otherwise."""
@@ -130,23 +144,22 @@ class KeyStore:
         if not match or not self.path.exists():
             raise Unauthorized(BAD_KEY)
         with self._db() as db:
-            row = db.execute("SELECT id, name, models, rpm, tpm, created, expires, revoked, hash FROM keys "
-                             "WHERE id = ?", (match.group(1),)).fetchone()
-        stored = row[8] if row else _hash("")  # compare even when absent: no timing tell
+            row = db.execute(f"SELECT {_COLUMNS}, hash FROM keys WHERE id = ?", (match.group(1),)).fetchone()
+        stored = row[9] if row else _hash("")  # compare even when absent: no timing tell
         if not hmac.compare_digest(stored, _hash(key)) or row is None:
             raise Unauthorized(BAD_KEY)
-        record = _record(row[:8])
-        if record.status != "active":
+        record = _record(row[:9])
+        if record.status_at(self.clock.time()) != "active":
             raise Unauthorized(BAD_KEY)
         return record.principal()
 
 
 def _record(row: tuple[object, ...]) -> KeyRecord:
-    key_id, name, models, rpm, tpm, created, expires, revoked = row
+    key_id, name, models, rpm, tpm, created, expires, revoked, admin = row
     return KeyRecord(str(key_id), str(name), tuple(str(models).split(",")) if models else None,
                      rpm if isinstance(rpm, int) else None, tpm if isinstance(tpm, int) else None,
                      float(created), float(expires) if expires is not None else None,  # type: ignore[arg-type]
-                     float(revoked) if revoked is not None else None)  # type: ignore[arg-type]
+                     float(revoked) if revoked is not None else None, bool(admin))  # type: ignore[arg-type]
 
 
 def parse_bearer(header: str | None) -> str:

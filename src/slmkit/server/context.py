@@ -21,12 +21,13 @@ class Principal:
     models: frozenset[str] | None = None  # None = every model
     rpm: int | None = None
     tpm: int | None = None
+    admin: bool = False  # may change the store (pull, create, copy, delete)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
 
 
-ANONYMOUS = Principal(name="anonymous")
+ANONYMOUS = Principal(name="anonymous", admin=True)  # authentication is off: the operator
 
 
 @dataclass

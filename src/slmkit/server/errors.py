@@ -11,24 +11,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmkit.errors import InvalidRequest, SlmkitError
+from slmkit.server.encode import ollama as ollama_wire
+from slmkit.server.encode import openai as openai_wire
 
 log = logging.getLogger("slmkit.server")
 
 
-def is_ollama(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
-
-
-def openai_error_body(exc: SlmkitError) -> dict[str, Any]:
-    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+def error_body(path: str, exc: SlmkitError) -> dict[str, Any]:
+    """The error in the shape of the API the path belongs to (one renderer per wire format)."""
+    if path.startswith("/api/"):
+        return ollama_wire.error_body(exc)
+    return openai_wire.error_body(exc)
 
 
 def error_response(request: Request, exc: SlmkitError) -> JSONResponse:
-    guard = getattr(request.app.state, "guard", None)
-    if guard is not None:
-        guard.metrics.errors.labels(exc.code).inc()
-    body = {"error": exc.message} if is_ollama(request) else openai_error_body(exc)
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+    request.app.state.guard.metrics.errors.labels(exc.code).inc()
+    return JSONResponse(error_body(request.url.path, exc), status_code=exc.status, headers=exc.headers())
 
 
 def validation_to_error(exc: RequestValidationError) -> InvalidRequest:

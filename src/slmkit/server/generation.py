@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from slmkit.engine.base import EventStream, FinishReason, TokenEvent, TokenLogprob
-from slmkit.errors import EngineError
+from slmkit.engine.base import TokenEvent, TokenEvents
 from slmkit.server.context import RequestContext, request_context
 from slmkit.server.metrics import RequestObserver
 
@@ -21,7 +20,7 @@ class Generation:
     created: int
     prompts: list[list[int]]  # one per input; each has ``n`` choices
     n: int
-    streams: list[EventStream]  # choice i reads prompts[i // n]
+    streams: list[TokenEvents]  # choice i reads prompts[i // n]
     observer: RequestObserver | None = None
     context: RequestContext = field(default_factory=request_context)
 
@@ -29,8 +28,8 @@ class Generation:
     def prompt_tokens(self) -> int:
         return sum(len(p) for p in self.prompts)
 
-    def usage(self) -> Usage:
-        return Usage(self)
+    def usage(self) -> TokenCounts:
+        return TokenCounts(self)
 
     def cancel(self) -> None:
         for stream in self.streams:
@@ -39,10 +38,14 @@ class Generation:
     async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
         """All choices' events, interleaved as they arrive, tagged with the choice index;
         metrics and the request's token accounting are updated on the way."""
-        async for index, event in self._interleaved():
-            new = self.observer.on_event(index, event) if self.observer else event.completion_tokens
-            self.context.add_output(new, event.text)
-            yield index, event
+        try:
+            async for index, event in self._interleaved():
+                new = self.observer.on_event(index, event) if self.observer else event.completion_tokens
+                self.context.add_output(new, event.text)
+                yield index, event
+        finally:  # a client that went away: its unfinished choices count as aborted
+            if self.observer is not None:
+                self.observer.close()
 
     async def _interleaved(self) -> AsyncIterator[tuple[int, TokenEvent]]:
         if len(self.streams) == 1:
@@ -51,7 +54,7 @@ class Generation:
             return
         queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
 
-        async def pump(index: int, stream: EventStream) -> None:
+        async def pump(index: int, stream: TokenEvents) -> None:
             async for event in stream:
                 await queue.put((index, event))
             await queue.put((index, None))
@@ -71,7 +74,7 @@ class Generation:
             self.cancel()
 
 
-class Usage:
+class TokenCounts:
     """Token counts of a generation, gathered from each choice's latest event.
 
     The prompt counts once per input however many choices read it, as OpenAI counts it."""
@@ -97,23 +100,3 @@ class Usage:
     def cached_tokens(self) -> int:
         n = self._generation.n
         return sum(max(self._cached[i:i + n]) for i in range(0, len(self._cached), n))
-
-
-@dataclass
-class ChoiceResult:
-    text: str = ""
-    finish_reason: FinishReason | None = None
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class GenerationResult:
-    generation: Generation
-    choices: list[ChoiceResult]
-    usage: Usage
-
-
-def raise_if_failed(event: TokenEvent) -> None:
-    if event.finish_reason is FinishReason.ERROR:
-        raise EngineError(event.error or "generation failed")

@@ -1,12 +1,16 @@
 """The guard: one ASGI middleware in front of every route of both APIs.
 
 In order: probes pass; a draining server answers 503; the body is read up to its cap (413);
-the caller is authenticated (401) and rate-limited (429); the request runs with a
-``RequestContext`` the service fills in; the audit line is written at the end.
+the caller is authenticated (401); the route's declared policy is enforced (403, see
+``server.policy``); the caller is rate-limited (429); the request runs with a
+``RequestContext`` the service fills in; the audit line is written at the end. Anything
+unexpected becomes a 500 ``internal_error`` in the API's own shape, its traceback logged.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +18,28 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slmkit.errors import PayloadTooLarge, RateLimited, ServiceUnavailable, SlmkitError, Unauthorized
+from slmkit.errors import (
+    AdminRequired,
+    Forbidden,
+    InternalError,
+    ModelNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    SlmkitError,
+    Unauthorized,
+)
 from slmkit.server.audit import AuditLog
 from slmkit.server.auth import KeyStore, check_static, parse_bearer
 from slmkit.server.context import ANONYMOUS, Principal, RequestContext, current_request
+from slmkit.server.errors import error_body
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
+from slmkit.server.policy import Policy, match
+from slmkit.server.registry import ModelRegistry
 from slmkit.settings import Settings
+
+log = logging.getLogger("slmkit.server")
 
 PROBES = frozenset({"/health", "/ready"})
 KEYS_CACHE_S = 1.0
@@ -35,6 +54,8 @@ class GuardState:
     keys: KeyStore
     limiter: RateLimiter
     audit: AuditLog
+    registry: ModelRegistry
+    routes: list[Any] = field(default_factory=list)  # the app's routes, for their policies
     draining: bool = False
     active: int = 0
     _keys_checked: tuple[float, bool] = field(default=(0.0, False))
@@ -52,7 +73,7 @@ class GuardState:
         token = parse_bearer(header)
         static = self.settings.security.api_key
         if static is not None and check_static(token, static.get_secret_value()):
-            return Principal(name="static-key")
+            return Principal(name="static-key", admin=True)
         return self.keys.verify(token)
 
 
@@ -67,13 +88,14 @@ class Guard:
             return
         ctx = RequestContext(capture=self.state.settings.security.log_content)
         token = current_request.set(ctx)
-        status = {"code": 500}
+        status = {"code": 500, "started": 0}
         admitted = False
         try:
             if self.state.draining:
                 raise ServiceUnavailable("the server is shutting down", retry_after=5)
             body, receive = await self._read_body(scope, receive)
             ctx.principal = self._principal(scope)
+            self._authorize(scope, ctx.principal, body)
             extra = self._admit(ctx)
             admitted = True
             if ctx.capture:
@@ -89,6 +111,12 @@ class Guard:
             if isinstance(exc, RateLimited):
                 self.state.metrics.rate_limited.inc()
             await _error(scope, exc)(scope, receive, send)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if status["started"]:
+                raise
+            self.state.metrics.errors.labels(InternalError.code).inc()
+            await _error(scope, InternalError(f"internal error: {exc.__class__.__name__}"))(scope, receive, send)
         finally:
             if admitted:
                 self.state.limiter.release(ctx.principal)
@@ -103,6 +131,21 @@ class Guard:
         if scope["path"] == "/" or scope["path"].startswith("/static/"):
             return ANONYMOUS  # the chat page holds no data; it asks for a key when its API calls get 401
         return self.state.authenticate(_header(scope, b"authorization"))
+
+    def _authorize(self, scope: Scope, who: Principal, body: bytes) -> None:
+        """The route's declared policy (see ``server.policy``)."""
+        policy, path_params = match(self.state.routes, scope)
+        if policy.kind == "admin" and not who.admin:
+            raise AdminRequired("this route changes the model store: it needs a key created with --admin")
+        if policy.kind != "model" or who.models is None:
+            return
+        for name in _named_models(policy, path_params, body):
+            try:
+                canonical = self.state.registry.canonical(name, policy.model_kind)
+            except ModelNotFound:
+                continue  # no default model: the route says so
+            if not who.may_use(canonical):
+                raise Forbidden(f"this API key may not use the model '{canonical}'", param="model")
 
     def _admit(self, ctx: RequestContext) -> dict[str, str]:
         who = ctx.principal
@@ -160,10 +203,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _named_models(policy: Policy, path_params: dict[str, Any], body: bytes) -> list[str | None]:
+    """The model names a request carries (None: the default model)."""
+    if policy.path_param is not None:
+        return [str(path_params.get(policy.path_param, ""))]
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return []  # the route answers 400
+    if not isinstance(data, dict):
+        return []
+    names = [data.get(f) for f in policy.fields]
+    given = [n for n in names if isinstance(n, str) and n]
+    return list(given) if given else [None]
+
+
 def _recording_send(send: Send, status: dict[str, int], extra: dict[str, str]) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             status["code"] = message["status"]
+            status["started"] = 1
             if extra:
                 message = {**message, "headers": [*message.get("headers", []),
                                                   *((k.encode(), v.encode()) for k, v in extra.items())]}
@@ -173,10 +232,7 @@ def _recording_send(send: Send, status: dict[str, int], extra: dict[str, str]) -
 
 
 def _error(scope: Scope, exc: SlmkitError) -> JSONResponse:
-    from slmkit.server.errors import openai_error_body
-
-    ollama = scope["path"].startswith("/api/")
-    body = {"error": exc.message} if ollama else openai_error_body(exc)
+    body = error_body(scope["path"], exc)
     headers = exc.headers()
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"

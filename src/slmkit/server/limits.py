@@ -16,7 +16,7 @@ WINDOW_S = 60.0
 
 
 @dataclass
-class _Usage:
+class _Window:
     requests: deque[float] = field(default_factory=deque)
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
     token_sum: int = 0
@@ -36,23 +36,27 @@ class RateLimiter:
         self.max_concurrent = max_concurrent
         self._clock = clock
         self._lock = threading.Lock()
-        self._usage: dict[str, _Usage] = {}
+        self._usage: dict[str, _Window] = {}
 
     def admit(self, who: Principal) -> dict[str, str]:
         """Count one request for ``who``, or raise RateLimited. Returns the x-ratelimit headers."""
         key = who.key_id or who.name
         with self._lock:
             now = self._clock()
-            usage = self._usage.setdefault(key, _Usage())
+            usage = self._usage.setdefault(key, _Window())
             usage.trim(now)
+            limits = self._headers(who, usage, now)
             if who.rpm is not None and len(usage.requests) >= who.rpm:
                 wait = WINDOW_S - (now - usage.requests[0])
-                raise RateLimited(f"rate limit reached: {who.rpm} requests per minute", retry_after=wait)
+                raise RateLimited(f"rate limit reached: {who.rpm} requests per minute", retry_after=wait,
+                                  limit_headers=limits)
             if who.tpm is not None and usage.token_sum >= who.tpm:
                 wait = WINDOW_S - (now - usage.tokens[0][0])
-                raise RateLimited(f"rate limit reached: {who.tpm} tokens per minute", retry_after=wait)
+                raise RateLimited(f"rate limit reached: {who.tpm} tokens per minute", retry_after=wait,
+                                  limit_headers=limits)
             if self.max_concurrent is not None and usage.running >= self.max_concurrent:
-                raise RateLimited(f"at most {self.max_concurrent} concurrent requests per key", retry_after=1)
+                raise RateLimited(f"at most {self.max_concurrent} concurrent requests per key", retry_after=1,
+                                  limit_headers=limits)
             usage.requests.append(now)
             usage.running += 1
             return self._headers(who, usage, now)
@@ -67,11 +71,11 @@ class RateLimiter:
         if who.tpm is None or tokens <= 0:
             return
         with self._lock:
-            usage = self._usage.setdefault(who.key_id or who.name, _Usage())
+            usage = self._usage.setdefault(who.key_id or who.name, _Window())
             usage.tokens.append((self._clock(), tokens))
             usage.token_sum += tokens
 
-    def _headers(self, who: Principal, usage: _Usage, now: float) -> dict[str, str]:
+    def _headers(self, who: Principal, usage: _Window, now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
         if who.rpm is not None:
             reset = WINDOW_S - (now - usage.requests[0]) if usage.requests else 0.0

@@ -72,6 +72,7 @@ class RequestObserver:
         self.start = time.perf_counter()
         self.last: list[float | None] = [None] * choices
         self.counted = [0] * choices
+        self.finished = [False] * choices
         self.open = choices
 
     def on_event(self, index: int, event: TokenEvent) -> int:
@@ -91,7 +92,16 @@ class RequestObserver:
             self._finish(index, event, now)
         return max(new, 0)
 
+    def close(self) -> None:
+        """The request's events stopped: a choice that never finished was dropped by its client."""
+        for index, finished in enumerate(self.finished):
+            if not finished:
+                self._finish(index, TokenEvent(finish_reason=FinishReason.CANCELLED), time.perf_counter())
+
     def _finish(self, index: int, event: TokenEvent, now: float) -> None:
+        if self.finished[index]:
+            return
+        self.finished[index] = True
         self.m.requests.labels(self.model, FINISH_LABELS[event.finish_reason]).inc()  # type: ignore[index]
         self.m.gen_hist.labels(self.model).observe(self.counted[index])
         if "queue_s" in event.timings:

@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from slmkit.engine.base import Embedder, Engine
-from slmkit.engine.llamacpp.embedding import LlamaCppEmbedder
-from slmkit.engine.llamacpp.engine import LlamaCppEngine
+from slmkit.engine.factory import open_engine
 from slmkit.engine.llamacpp.metadata import GgufFacts, read_facts
 from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
-from slmkit.settings import EngineSettings, Settings
+from slmkit.server.clock import SYSTEM_CLOCK, Clock
+from slmkit.server.loaded import LoadedModel, profile_template, sha256_of
+from slmkit.settings import Settings
 from slmkit.store.embedded import ALIASES, EMBEDDED
-from slmkit.store.modelfile import Profile
 from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
-from slmkit.store.template import ProfileTemplate
 
 log = logging.getLogger("slmkit.server")
 _REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
@@ -45,65 +41,12 @@ ACQUIRE_GRACE_S = 1.0
 AnyEngine = Engine | Embedder
 
 
-@dataclass(eq=False)
-class LoadedModel:
-    name: str
-    engine: Any  # Engine | Embedder
-    facts: GgufFacts
-    path: Path
-    memory_bytes: int
-    loaded_at: float  # epoch seconds
-    load_seconds: float
-    keep_alive: float = 300.0
-    deadline: float | None = None  # monotonic; None: forever
-    last_used: float = field(default_factory=time.monotonic)
-    profile: Profile | None = None  # Modelfile defaults (SYSTEM, MESSAGE, PARAMETER)
-    template: ProfileTemplate | None = None  # the profile's TEMPLATE, compiled
-
-    @property
-    def kind(self) -> str:
-        return "embedding" if self.facts.is_embedding else "chat"
-
-    @property
-    def failure(self) -> str | None:
-        """Why the engine stopped working (e.g. its scheduler thread died), else None."""
-        return getattr(self.engine, "failure", None)
-
-    def busy(self) -> bool:
-        stats = self.engine.stats()
-        return bool(stats.get("running", 0) or stats.get("waiting", 0) or getattr(self.engine, "in_use", False))
-
-    def touch(self, keep_alive: float) -> None:
-        now = time.monotonic()
-        self.last_used = now
-        self.keep_alive = keep_alive
-        self.deadline = None if keep_alive < 0 else now + keep_alive
-
-    def expires_at(self) -> float | None:
-        """Epoch seconds at which the model unloads if it stays idle; None: never."""
-        if self.deadline is None:
-            return None
-        return time.time() + max(0.0, self.deadline - time.monotonic())
-
-
-def load_engine(name: str, path: Path, fmt: str, settings: EngineSettings) -> Engine:
-    """The engine for a model's format: llama.cpp for GGUF, onnxruntime-genai for ONNX, mlx-lm for MLX."""
-    if fmt == "onnx":
-        from slmkit.engine.onnx.engine import OnnxEngine
-
-        return OnnxEngine(name, path, settings)
-    if fmt == "mlx":
-        from slmkit.engine.mlx.engine import MlxEngine
-
-        return MlxEngine(name, path, settings)
-    return LlamaCppEngine(name, path, settings)
-
-
 class ModelRegistry:
     """Loads models on demand, keeps them for their keep-alive, evicts the least recently used."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.started_at = int(time.time())
         self._specs: dict[str, str] = {}  # served name -> what to resolve
         self._kinds: dict[str, str] = {}  # served name -> chat | embedding, where known
@@ -113,6 +56,7 @@ class ModelRegistry:
         self._digests: dict[tuple[str, int, int], str] = {}
         self._wake: asyncio.Event | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping = False
         self.default: str | None = None
         self.default_embedding: str | None = None
 
@@ -143,7 +87,13 @@ class ModelRegistry:
         if self.default is not None:
             await self.acquire(self.default)
 
+    def wake(self) -> None:
+        """Check keep-alive deadlines now (after a request, or a test moving the clock)."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def aclose(self) -> None:
+        self._stopping = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,36 +134,32 @@ class ModelRegistry:
     def loaded(self) -> list[LoadedModel]:
         return list(self._loaded.values())
 
-    def profile(self, name: str) -> Profile | None:
-        """The Modelfile defaults a loaded model was created with, if any."""
-        entry = self._loaded.get(self.canonical(name))
-        return entry.profile if entry else None
-
-    def profile_template(self, name: str) -> ProfileTemplate | None:
-        entry = self._loaded.get(self.canonical(name))
-        return entry.template if entry else None
+    def entry(self, name: str) -> LoadedModel | None:
+        """A loaded model's entry (its profile and compiled TEMPLATE among others)."""
+        return self._loaded.get(self.canonical(name))
 
     def get(self, name: str | None) -> AnyEngine:
         """The engine of a loaded model (routes call ``acquire`` first)."""
         entry = self._loaded.get(self.canonical(name))
         if entry is None:
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name)
         return entry.engine  # type: ignore[no-any-return]
 
     def resolve(self, name: str | None, kind: str = "chat") -> ResolvedModel:
         """Where a served name's file is, without loading it (404 for unknown names)."""
         key = self.canonical(name, kind)
         spec = self._specs.get(key)
+        configured = spec is not None  # `--model` may name a file; a request name never does
         if spec is None:
             if not _REQUEST_NAME.match(key) or key.endswith(".gguf"):
-                raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+                raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name)
             spec = key
         try:
-            resolved = resolve_model(spec, self.settings.store.home)
+            resolved = resolve_model(spec, self.settings.store.home, allow_paths=configured)
         except ModelNotFound as exc:
             if spec in EMBEDDED or spec in ALIASES.values():
                 raise
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model") from exc
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name) from exc
         except StoreError as exc:  # e.g. a damaged file: 500 with the reason; the next request retries
             raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
         return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,
@@ -239,7 +185,7 @@ class ModelRegistry:
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key not in self._digests:
-            self._digests[key] = await asyncio.to_thread(_sha256, path)
+            self._digests[key] = await asyncio.to_thread(sha256_of, path)
         return self._digests[key]
 
     # -- loading -------------------------------------------------------------------
@@ -297,20 +243,20 @@ class ModelRegistry:
         memory = self._estimate(facts)
         await self._make_room(memory, exclude=resolved.name)
         started = time.perf_counter()
-        cls = _engine_class(resolved.format, facts)
         engine_settings = self.settings.engine
         if resolved.profile is not None and resolved.profile.num_ctx:
             engine_settings = engine_settings.model_copy(update={"ctx_size": resolved.profile.num_ctx})
         log.info("loading %s from %s", resolved.name, resolved.path)
         try:
-            engine = await asyncio.to_thread(cls, resolved.name, resolved.path, engine_settings)
+            engine = await asyncio.to_thread(open_engine, resolved.name, resolved.path, resolved.format,
+                                             engine_settings, embedding=facts.is_embedding)
         except Exception as exc:
             reason = exc.message if isinstance(exc, SlmkitError) else str(exc)
             raise ModelLoadError(f"model '{resolved.name}' failed to load: {reason}") from exc
         seconds = time.perf_counter() - started
         entry = LoadedModel(name=resolved.name, engine=engine, facts=facts, path=resolved.path,
-                            memory_bytes=memory, loaded_at=time.time(), load_seconds=seconds,
-                            profile=resolved.profile, template=_profile_template(engine, resolved.profile))
+                            memory_bytes=memory, loaded_at=self.clock.time(), load_seconds=seconds, clock=self.clock,
+                            profile=resolved.profile, template=profile_template(engine, resolved.profile))
         self._loaded[resolved.name] = entry
         self._kinds[resolved.name] = entry.kind
         log.info("loaded %s from %s in %.2fs", resolved.name, resolved.path, seconds)
@@ -348,8 +294,8 @@ class ModelRegistry:
 
     async def _reap(self) -> None:
         assert self._wake is not None
-        while True:
-            now = time.monotonic()
+        while not self._stopping:
+            now = self.clock.monotonic()
             for entry in list(self._loaded.values()):
                 if entry.deadline is None:
                     continue
@@ -361,40 +307,11 @@ class ModelRegistry:
                     await self._unload(entry, "keep_alive expired")
             deadlines = [e.deadline - now for e in self._loaded.values() if e.deadline is not None]
             wait = min([REAP_INTERVAL_S, *deadlines])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.02, wait))
+            # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow the cancellation
+            # that aclose sends when the event fires at the same moment, and the reaper never ends
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=max(0.02, wait))
+            finally:
+                waiter.cancel()
             self._wake.clear()
-
-
-def _profile_template(engine: Any, profile: Profile | None) -> ProfileTemplate | None:
-    if profile is None or not profile.template or not hasattr(engine, "template"):
-        return None
-    return ProfileTemplate(profile.template, bos_token=engine.template.bos_token, eos_token=engine.template.eos_token)
-
-
-def _engine_class(fmt: str, facts: GgufFacts) -> Any:
-    """llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX folders,
-    mlx-lm for MLX folders."""
-    if fmt == "onnx":
-        from slmkit.engine.onnx.engine import OnnxEngine
-
-        return OnnxEngine
-    if fmt == "mlx":
-        from slmkit.engine.mlx.engine import MlxEngine
-
-        return MlxEngine
-    return LlamaCppEmbedder if facts.is_embedding else LlamaCppEngine
-
-
-def _sha256(path: Path) -> str:
-    if path.is_dir():  # a model folder: hash its files in name order
-        digest = hashlib.sha256()
-        for file in sorted(f for f in path.rglob("*") if f.is_file()):
-            digest.update(file.relative_to(path).as_posix().encode())
-            digest.update(_sha256(file).encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

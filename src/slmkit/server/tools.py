@@ -22,18 +22,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
-from slmkit.engine.base import Engine, FinishReason, TokenEvent
+from slmkit.engine.base import Engine
 from slmkit.engine.llamacpp.grammar import check_schema, json_schema_grammar
-from slmkit.errors import EngineError, InvalidRequest
-
-if TYPE_CHECKING:
-    from slmkit.server.generation import Generation, Usage
+from slmkit.errors import InvalidRequest, OutputInvalid
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -235,12 +231,16 @@ def parse_calls(text: str, plan: ToolPlan) -> list[ToolCall]:
         try:
             body = json.loads(match.group(1), strict=False)
         except ValueError as exc:
-            raise InvalidRequest(f"the model wrote a tool call that is not JSON: {exc}") from exc
+            raise OutputInvalid(f"the model wrote a tool call that is not JSON: {exc}") from exc
         tool = plan.by_name.get(str(body.get("name"))) if isinstance(body, dict) else None
         if tool is None:
-            raise InvalidRequest(f"the model called an unknown tool: {match.group(1)[:80]}")
+            raise OutputInvalid(f"the model called an unknown tool: {match.group(1)[:80]}")
         arguments = body.get("arguments") or {}
-        jsonschema.validate(arguments, tool.parameters)
+        try:
+            jsonschema.validate(arguments, tool.parameters)
+        except jsonschema.ValidationError as exc:
+            raise OutputInvalid(f"the model's call of {tool.name} does not match its parameters: "
+                                f"{exc.message}") from exc
         calls.append(ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=tool.name, arguments=arguments))
     return calls
 
@@ -296,58 +296,3 @@ class ToolCallStream:
         """Text still held back at the end (an unfinished call when max_tokens cut it)."""
         rest, self.buffer = self.buffer, ""
         return rest if self.mode != "calls" else ""
-
-
-# -- running a generation under a plan ----------------------------------------------------
-@dataclass
-class ChoiceDelta:
-    """What one engine event means for one choice once tool calls are split out."""
-
-    index: int
-    text: str
-    calls: list[ToolCall]
-    finish: str | None  # stop | length | tool_calls, on the choice's last delta
-    event: TokenEvent
-
-
-async def tool_deltas(generation: Generation, plan: ToolPlan | None) -> AsyncIterator[ChoiceDelta]:
-    """The generation's events with completed tool calls separated from text. A choice that
-    starts repeating a call is cancelled there; its finish is then ``tool_calls``."""
-    splitters = [ToolCallStream(plan) for _ in generation.streams]
-    async for index, event in generation.events():
-        if event.finish_reason is FinishReason.ERROR:
-            raise EngineError(event.error or "generation failed")
-        splitter = splitters[index]
-        text, calls = ("", []) if splitter.repeated else splitter.feed(event.text)
-        if splitter.repeated:
-            generation.streams[index].cancel()
-        finish = None
-        if event.finish_reason is not None:
-            text += splitter.finish()
-            if splitter.calls:
-                finish = "tool_calls"
-            else:
-                finish = "length" if event.finish_reason is FinishReason.LENGTH else "stop"
-        yield ChoiceDelta(index, text, calls, finish, event)
-
-
-@dataclass
-class ToolChoice:
-    """One choice of a finished generation under a tool plan."""
-
-    text: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    finish: str = "stop"
-
-
-async def collect_tool_choices(generation: Generation, plan: ToolPlan) -> tuple[list[ToolChoice], Usage]:
-    """Run a generation under ``plan`` to the end: each choice's text, calls and finish, and the usage."""
-    choices = [ToolChoice() for _ in generation.streams]
-    usage = generation.usage()
-    async for delta in tool_deltas(generation, plan):
-        usage.add(delta.index, delta.event)
-        choices[delta.index].text += delta.text
-        choices[delta.index].calls += delta.calls
-        if delta.finish:
-            choices[delta.index].finish = delta.finish
-    return choices, usage

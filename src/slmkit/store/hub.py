@@ -137,13 +137,31 @@ def download(store: Store, hub: HubFile, progress: Progress | None = None) -> st
             raise StoreError(f"not enough disk space for {hub.filename}: it needs {needed >> 20} MiB more, "
                              f"{store.free_bytes() >> 20} MiB are free under {store.home}", code="disk_full")
         _transfer(hub, part, progress)
-        digest = sha256_file(part)
-        if known and digest != hub.sha256:
-            part.unlink(missing_ok=True)
-            raise StoreError(f"checksum mismatch for {hub.filename}: the Hub lists sha256 {hub.sha256}, "
-                             f"the download has {digest}; the download was deleted", code="checksum_mismatch")
+        digest = _verify(hub, part)
         store.commit_blob(part, f"sha256:{digest}")
         return f"sha256:{digest}"
+
+
+def _verify(hub: HubFile, part: Path) -> str:
+    """The sha256 of a finished download, checked against the listing: its sha256 where the Hub
+    lists one, always its size, and that it reads as GGUF. A file that fails is deleted."""
+    from slmkit.store.gguf_meta import read_gguf
+
+    size = part.stat().st_size
+    try:
+        if size != hub.size:
+            raise StoreError(f"size mismatch for {hub.filename}: the Hub lists {hub.size} bytes, the download has "
+                             f"{size}; the download was deleted", code="size_mismatch")
+        digest = sha256_file(part)
+        if hub.sha256 and digest != hub.sha256:
+            raise StoreError(f"checksum mismatch for {hub.filename}: the Hub lists sha256 {hub.sha256}, "
+                             f"the download has {digest}; the download was deleted", code="checksum_mismatch")
+        if hub.filename.endswith(".gguf"):
+            read_gguf(part)  # CorruptGGUF: never registered
+    except StoreError:
+        part.unlink(missing_ok=True)
+        raise
+    return digest
 
 
 def _transfer(hub: HubFile, part: Any, progress: Progress | None) -> None:
@@ -180,10 +198,13 @@ def _fetch_range(hub: HubFile, part: Any, have: int, progress: Progress | None) 
         done = have if mode == "ab" else 0
         with open(part, mode) as fh:
             for block in response.iter_bytes(1 << 16):
+                block = block[:hub.size - done]  # a mirror that sends more than listed is cut off
                 fh.write(block)
                 done += len(block)
                 if progress:
                     progress(done, hub.size)
+                if done >= hub.size:
+                    break
             fh.flush()
             os.fsync(fh.fileno())
     if done < hub.size:

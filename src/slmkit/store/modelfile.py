@@ -36,9 +36,6 @@ class Profile:
     messages: list[dict[str, str]] = field(default_factory=list)
     license: str | None = None
 
-    def is_empty(self) -> bool:
-        return not (self.parameters or self.system or self.template or self.messages or self.license)
-
     def over(self, base: Profile | None) -> Profile:
         """This profile layered over ``base`` (a FROM model's own profile): ours wins."""
         if base is None:

@@ -37,8 +37,10 @@ def _quiet(_event: PullEvent) -> None:
     return None
 
 
-def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter = _quiet) -> Manifest:
-    """Pull ``spec``: a path, an embedded model, ``hf.co/OWNER/REPO[:QUANT|FILE]``, or ``catalog-name[:quant]``."""
+def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter = _quiet,
+         allow_paths: bool = True) -> Manifest:
+    """Pull ``spec``: a path, an embedded model, ``hf.co/OWNER/REPO[:QUANT|FILE]``, or ``catalog-name[:quant]``.
+    Over HTTP (``allow_paths=False``) a path is just another unknown name."""
     spec = spec.strip()
     if not spec:
         raise StoreError("pull needs a model name", param="model")
@@ -48,7 +50,7 @@ def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter =
         default = repo.split("/")[-1].lower().removesuffix("-gguf")
         return _pull_hub(store, repo, selector, name, default, report)
     path = Path(spec).expanduser()
-    if spec.endswith(".gguf") or os.sep in spec or path.is_file():
+    if allow_paths and (spec.endswith(".gguf") or os.sep in spec or path.is_file()):
         return pull_file(store, path, name=name, report=report)
     base, _, tag = spec.lower().partition(":")
     embedded = EMBEDDED.get(base)
@@ -89,7 +91,7 @@ def _pull_hub(store: Store, repo: str, selector: str | None, name: str | None, d
     report(PullEvent(status, digest=digest, total=target.size, completed=target.size))
     report(PullEvent("verifying sha256 digest"))
     source = {"kind": "hub", "repo": repo, "file": target.filename, "revision": target.revision,
-              "endpoint": hub.endpoint()}
+              "endpoint": hub.endpoint(), "sha256": "listed" if target.sha256 else "computed"}
     profile = Profile(license=license) if license else None
     return _write(store, ref.name, ref.tag, digest, target.size, target.filename, source, profile, report)
 

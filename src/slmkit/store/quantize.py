@@ -48,9 +48,9 @@ def _check_type(qtype: str) -> str:
 
 def quantize(store: Store, source: str, qtype: str, *, name: str | None = None, allow_requantize: bool = False,
              threads: int | None = None, progress: Progress | None = None,
-             warn: Callable[[str], None] | None = None) -> QuantizeReport:
+             warn: Callable[[str], None] | None = None, allow_paths: bool = True) -> QuantizeReport:
     key = _check_type(qtype)
-    resolved = resolve_model(source, store.home)
+    resolved = resolve_model(source, store.home, allow_paths=allow_paths)
     info = read_gguf(resolved.path)
     if info.file_type not in UNQUANTIZED:
         if not allow_requantize:

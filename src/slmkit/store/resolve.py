@@ -35,15 +35,17 @@ def default_home() -> Path:
     return load_settings().store.home
 
 
-def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
+def resolve_model(spec: str, home: Path | None = None, *, allow_paths: bool = True) -> ResolvedModel:
     """Resolve a store name, an embedded model name or a path to a GGUF file whose header reads.
 
-    A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load."""
+    A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load.
+    With ``allow_paths=False`` (names from HTTP requests) a name never reaches the filesystem:
+    only store and embedded names resolve, and every other name gets the same ModelNotFound."""
     from slmkit.engine.mlx.runtime import read_mlx_config
     from slmkit.engine.onnx.runtime import read_genai_config
     from slmkit.store.gguf_meta import read_gguf
 
-    resolved = _resolve(spec, home)
+    resolved = _resolve(spec, home, allow_paths)
     if resolved.format == "onnx":
         read_genai_config(resolved.path)
     elif resolved.format == "mlx":
@@ -53,7 +55,7 @@ def resolve_model(spec: str, home: Path | None = None) -> ResolvedModel:
     return resolved
 
 
-def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
+def _resolve(spec: str, home: Path | None = None, allow_paths: bool = True) -> ResolvedModel:
     key = spec.strip().lower()
     key = ALIASES.get(key, key)
     if is_valid(key):
@@ -68,6 +70,8 @@ def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
                                  profile=manifest.profile, digest=manifest.digest)
     if key in EMBEDDED:
         return ResolvedModel(name=key, path=EMBEDDED[key].path())
+    if not allow_paths:
+        raise not_found(spec)
     path = Path(spec).expanduser()
     if path.is_dir():  # an MLX folder, else an ONNX Runtime GenAI one (read_genai_config says when it is not)
         from slmkit.engine.mlx.runtime import is_mlx_folder
@@ -78,8 +82,13 @@ def _resolve(spec: str, home: Path | None = None) -> ResolvedModel:
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {spec}")
         return ResolvedModel(name=served_name(path.stem), path=path.resolve())
-    raise ModelNotFound(f"model '{spec}' not found (not in the store, not embedded, not a file); "
-                        "see `slm list` or pull it with `slm pull`", param="model")
+    raise not_found(spec)
+
+
+def not_found(spec: str) -> ModelNotFound:
+    """The one answer for every name that does not resolve (it tells nothing about the filesystem)."""
+    return ModelNotFound(f"model '{spec}' not found (not in the store, not embedded, not a file); "
+                         "see `slm list` or pull it with `slm pull`", param="model")
 
 
 def served_name(stem: str) -> str:

@@ -75,9 +75,10 @@ class ModelDescription:
         }
 
 
-def describe(spec: str, home: Path) -> ModelDescription:
-    """Everything known about a store model, embedded model or GGUF path. A corrupt file raises CorruptGGUF."""
-    resolved = resolve_model(spec, home)
+def describe(spec: str, home: Path, *, allow_paths: bool = True) -> ModelDescription:
+    """Everything known about a store model, embedded model or GGUF path (not over HTTP:
+    ``allow_paths=False``). A corrupt file raises CorruptGGUF."""
+    resolved = resolve_model(spec, home, allow_paths=allow_paths)
     if resolved.format != "gguf":
         raise StoreError(f"'{resolved.name}' is an {resolved.format} model (its files are in {resolved.path}); "
                          "show describes GGUF models")

@@ -16,6 +16,7 @@ from typing import Any
 import llama_cpp as ll
 import numpy as np
 
+from slmkit.engine.base import ModelInfo
 from slmkit.errors import ModelLoadError
 
 log = logging.getLogger("slmkit.llama")
@@ -231,3 +232,14 @@ class Batch:
         if self.raw is not None:
             ll.llama_batch_free(self.raw)
             self.raw = None
+
+
+def gguf_info(model: Model, path: Path, *, context_length: int, slots: int = 1, kind: str = "chat",
+              **extra: Any) -> ModelInfo:
+    """The ModelInfo of a loaded GGUF model."""
+    desc = model.describe()
+    return ModelInfo(format="gguf", file=str(path), architecture=str(desc["architecture"] or "unknown"),
+                     vocab_size=int(desc["vocab_size"]), context_length=context_length, slots=slots, kind=kind,
+                     parameters=int(desc["parameters"]), size_bytes=int(desc["size_bytes"]),
+                     extra={"description": desc["description"], "context_length_train": desc["context_length_train"],
+                            **extra})

@@ -11,12 +11,12 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import llama_cpp as ll
 import numpy as np
 
-from slmkit.engine.llamacpp.bindings import Batch, Model
+from slmkit.engine.base import ModelInfo
+from slmkit.engine.llamacpp.bindings import Batch, Model, gguf_info
 from slmkit.engine.llamacpp.lifetime import Lifetime
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.settings import EngineSettings
@@ -93,17 +93,19 @@ class LlamaCppEmbedder:
         self._lock = threading.Lock()
         self.lifetime = Lifetime(name)
         self._busy = 0
-        self._info = {**self.model.describe(), "file": str(path), "format": "gguf", "kind": "embedding",
-                      "context_length": self.max_tokens, "embedding_length": self.dimensions,
-                      "pooling": self.ctx.pooling}
+        self._info = gguf_info(self.model, path, context_length=self.max_tokens, kind="embedding",
+                               embedding_length=self.dimensions, pooling=self.ctx.pooling)
 
     @property
     def context_length(self) -> int:
         return self.max_tokens
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         return self._info
+
+    def piece(self, token: int) -> str:
+        return self.model.piece(token, special=True).decode("utf-8", errors="replace")
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         with self.lifetime.use():

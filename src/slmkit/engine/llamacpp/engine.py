@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job, check_tokens
-from slmkit.engine.base import GenerationRequest
-from slmkit.engine.llamacpp.bindings import Context, Model
+from slmkit.engine.admission import Job, JobStream, check_tokens
+from slmkit.engine.base import GenerationRequest, ModelInfo
+from slmkit.engine.llamacpp.bindings import Context, Model, gguf_info
 from slmkit.engine.llamacpp.lazy_grammar import check_grammar
 from slmkit.engine.llamacpp.lifetime import Lifetime
 from slmkit.engine.llamacpp.scheduler import Scheduler
@@ -42,16 +42,18 @@ class LlamaCppEngine:
                                    max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
                                    name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20,
                                    speculative=settings.speculative == "ngram")
-        self._info = {**self.model.describe(), "file": str(path), "format": "gguf",
-                      "context_length": self.ctx.n_ctx_seq, "slots": settings.parallel}
+        self._info = gguf_info(self.model, path, context_length=self.ctx.n_ctx_seq, slots=settings.parallel)
 
     @property
     def context_length(self) -> int:
         return self.ctx.n_ctx_seq
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         return self._info
+
+    def piece(self, token: int) -> str:
+        return self.model.piece(token, special=True).decode("utf-8", errors="replace")
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         with self.lifetime.use():
@@ -85,7 +87,7 @@ class LlamaCppEngine:
             pos = end
         return tokens + self.tokenize(rendered[pos:], add_special=False, parse_special=True)
 
-    def generate(self, request: GenerationRequest) -> EventStream:
+    def generate(self, request: GenerationRequest) -> JobStream:
         """Queue the request (raises Overloaded at once when the queue is full, InvalidRequest
         for a token id outside the vocabulary)."""
         check_tokens(request.prompt, self.model.n_vocab)
@@ -94,7 +96,7 @@ class LlamaCppEngine:
                 check_grammar(self.model, request.sampling.grammar)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
-        return EventStream(job, self.scheduler)
+        return JobStream(job, self.scheduler)
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

@@ -103,7 +103,8 @@ def json_schema_grammar(schema: dict[str, Any], param: str = "response_format") 
     except FutureTimeout as exc:
         raise InvalidRequest(f"{param}: turning this JSON schema into a grammar took more than "
                              f"{bounds.timeout_s:g} s; simplify it", param=param) from exc
-    except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, NotImplementedError, RecursionError, AttributeError,
+            AssertionError) as exc:  # the converter asserts on keywords it does not know ("Unrecognized schema")
         raise InvalidRequest(f"{param}: this JSON schema cannot be turned into a grammar: {exc}",
                              param=param) from exc
     if len(grammar) > bounds.max_bytes:

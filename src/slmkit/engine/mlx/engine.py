@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job, check_tokens
-from slmkit.engine.base import GenerationRequest
+from slmkit.engine.admission import Job, JobStream, check_tokens
+from slmkit.engine.base import GenerationRequest, ModelInfo
 from slmkit.engine.hf_files import folder_chat_template
 from slmkit.engine.mlx.runtime import context_of, fit_to_device, mlx_lm, package_version, read_mlx_config
 from slmkit.engine.mlx.sampling import check_supported
@@ -43,19 +43,25 @@ class MlxEngine:
                                       max_queue=settings.max_queue, context_length=self._context, eos=self._eos,
                                       name=name)
         quant = config.get("quantization") or {}
-        self._info = {"architecture": config.get("model_type", "unknown"), "vocab_size": self._vocab,
-                      "file": str(folder), "format": "mlx", "engine": "mlx-lm", "mlx_version": package_version("mlx"),
-                      "mlx_lm_version": package_version("mlx-lm"), "device": device,
-                      "quantization": {"bits": quant.get("bits"), "group_size": quant.get("group_size")},
-                      "context_length": self._context, "slots": settings.parallel, "batching": "continuous"}
+        self._info = ModelInfo(format="mlx", file=str(folder), architecture=str(config.get("model_type", "unknown")),
+                               vocab_size=self._vocab, context_length=self._context, slots=settings.parallel,
+                               size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+                               extra={"engine": "mlx-lm", "batching": "continuous", "device": device,
+                                      "mlx_version": package_version("mlx"),
+                                      "mlx_lm_version": package_version("mlx-lm"),
+                                      "quantization": {"bits": quant.get("bits"),
+                                                       "group_size": quant.get("group_size")}})
 
     @property
     def context_length(self) -> int:
         return self._context
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         return self._info
+
+    def piece(self, token: int) -> str:
+        return self.detokenize([token])
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=add_special, split_special_tokens=not parse_special)
@@ -77,7 +83,7 @@ class MlxEngine:
             tokens = tokens[1:]
         return tokens
 
-    def generate(self, request: GenerationRequest) -> EventStream:
+    def generate(self, request: GenerationRequest) -> JobStream:
         """Queue the request (InvalidRequest for unsupported parameters, Overloaded when full)."""
         if request.sampling.ignore_eos:  # never sample an end-of-generation token
             bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
@@ -86,7 +92,7 @@ class MlxEngine:
         check_tokens(request.prompt, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
-        return EventStream(job, self.scheduler)
+        return JobStream(job, self.scheduler)
 
     @property
     def failure(self) -> str | None:

@@ -74,7 +74,7 @@ def max_length(prompts: list[list[int]], budgets: list[int], context: int) -> in
     return min(context, max(len(p) for p in prompts) + max(budgets))
 
 
-class Batch:
+class OnnxBatch:
     """A generator over ``rows``; created with the prompts already read (the prefill)."""
 
     def __init__(self, og: Any, model: Any, rows: list[Row], prompts: list[list[int]], *, batch_id: int,

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.admission import EventStream, Job, check_tokens
-from slmkit.engine.base import GenerationRequest
+from slmkit.engine.admission import Job, JobStream, check_tokens
+from slmkit.engine.base import GenerationRequest, ModelInfo
 from slmkit.engine.hf_files import folder_chat_template
 from slmkit.engine.onnx.runtime import genai, read_genai_config
 from slmkit.engine.onnx.sampling import check_supported
@@ -46,19 +46,21 @@ class OnnxEngine:
         self.scheduler = OnnxScheduler(og, self.model, self.tokenizer, slots=settings.parallel,
                                        max_queue=settings.max_queue, context_length=self._context,
                                        eos=self._eos, pad=pad, batch_wait=settings.batch_wait_ms / 1000, name=name)
-        self._info = {"architecture": model_cfg.get("type", "unknown"), "vocab_size": self._vocab,
-                      "file": str(folder), "format": "onnx", "engine": "onnxruntime-genai",
-                      "genai_version": getattr(og, "__version__", "unknown"),
-                      "context_length": self._context, "slots": settings.parallel,
-                      "batching": "static"}
+        self._info = ModelInfo(format="onnx", file=str(folder), architecture=str(model_cfg.get("type", "unknown")),
+                               vocab_size=self._vocab, context_length=self._context, slots=settings.parallel,
+                               extra={"engine": "onnxruntime-genai", "batching": "static",
+                                      "genai_version": getattr(og, "__version__", "unknown")})
 
     @property
     def context_length(self) -> int:
         return self._context
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ModelInfo:
         return self._info
+
+    def piece(self, token: int) -> str:
+        return self.detokenize([token])
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
@@ -77,7 +79,7 @@ class OnnxEngine:
     def chat_tokens(self, rendered: str) -> list[int]:
         return self.tokenize(rendered)
 
-    def generate(self, request: GenerationRequest) -> EventStream:
+    def generate(self, request: GenerationRequest) -> JobStream:
         """Queue the request (InvalidRequest for unsupported parameters, Overloaded when full)."""
         if request.sampling.ignore_eos:  # never sample an end-of-generation token
             bias = {**request.sampling.logit_bias, **dict.fromkeys(self._eos, float("-inf"))}
@@ -86,7 +88,7 @@ class OnnxEngine:
         check_tokens(request.prompt, self._vocab)
         job = Job(request=request, loop=asyncio.get_running_loop())
         self.scheduler.submit(job)
-        return EventStream(job, self.scheduler)
+        return JobStream(job, self.scheduler)
 
     def stats(self) -> dict[str, float]:
         return self.scheduler.stats()

@@ -24,7 +24,7 @@ from typing import Any
 
 from slmkit.engine.admission import AdmissionQueue, Job
 from slmkit.engine.base import FinishReason
-from slmkit.engine.onnx.batch import Batch, Row, max_length, needs_own_batch
+from slmkit.engine.onnx.batch import OnnxBatch, Row, max_length, needs_own_batch
 from slmkit.engine.onnx.sampling import TokenSampler
 from slmkit.engine.stops import SequenceEnd
 
@@ -32,7 +32,7 @@ log = logging.getLogger("slmkit.engine")
 
 
 @dataclass(eq=False)
-class Slot:
+class OnnxSlot:
     index: int
     row: Row | None = None
     batch: int = -1
@@ -53,9 +53,9 @@ class OnnxScheduler:
         self.pad = pad
         self.filler = min(eos) if eos else pad
         self.batch_wait = batch_wait
-        self.slots = [Slot(index=i) for i in range(slots)]
+        self.slots = [OnnxSlot(index=i) for i in range(slots)]
         self.queue = AdmissionQueue(max_queue=max_queue, free_slots=lambda: len(self._free()))
-        self.batches: list[Batch] = []
+        self.batches: list[OnnxBatch] = []
         self.batches_total = 0
         self.batched_sequences_total = 0
         self.largest_batch = 0
@@ -103,7 +103,7 @@ class OnnxScheduler:
         finally:
             self._fail_all("the model was unloaded", FinishReason.CANCELLED)
 
-    def _free(self) -> list[Slot]:
+    def _free(self) -> list[OnnxSlot]:
         return [s for s in self.slots if not s.busy]
 
     def _admit(self) -> None:
@@ -125,7 +125,7 @@ class OnnxScheduler:
         if rows:
             self._start(rows)
 
-    def _reserve(self, slot: Slot, job: Job) -> Row:
+    def _reserve(self, slot: OnnxSlot, job: Job) -> Row:
         request = job.request
         row = Row(job=job, slot=slot.index, sampler=TokenSampler(request.sampling),
                   stream=self.tokenizer.create_stream(),
@@ -141,7 +141,7 @@ class OnnxScheduler:
         budgets = [job.request.max_tokens or self.context_length - len(job.request.prompt) for job in jobs]
         self.batches_total += 1
         try:
-            batch = Batch(self.og, self.model, rows, prompts, batch_id=self.batches_total, pad=self.pad,
+            batch = OnnxBatch(self.og, self.model, rows, prompts, batch_id=self.batches_total, pad=self.pad,
                           length=max_length(prompts, budgets, self.context_length), filler=self.filler)
         except Exception as exc:
             log.warning("onnx batch of %d failed at prefill: %s", len(rows), exc)
@@ -152,7 +152,7 @@ class OnnxScheduler:
         self.batched_sequences_total += len(rows)
         self.largest_batch = max(self.largest_batch, len(rows))
 
-    def _step(self, batch: Batch) -> None:
+    def _step(self, batch: OnnxBatch) -> None:
         for row in batch.live_rows:
             if row.job is not None and row.job.cancelled:
                 self._finish(row, "", FinishReason.CANCELLED)

@@ -9,8 +9,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slmkit.engine.base import SamplingParams
-from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import (
     Count,
@@ -26,6 +24,7 @@ from slmkit.server.protocol.fields import (
     Unit,
     UnitOpen,
 )
+from slmkit.server.usecases.calls import ChatCall, CompletionCall, EmbedCall, GenOptions, OutputFormat, Params
 
 KeepAlive = str | Annotated[float, Field(strict=True, allow_inf_nan=False)]
 MAX_KEEP_ALIVE_S = 100 * 365 * 24 * 3600.0  # longer counts as forever
@@ -91,16 +90,13 @@ class Options(BaseModel):
     def _one_stop(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    def sampling(self, grammar: str | None = None) -> SamplingParams:
-        defaults = SamplingParams()
-        values = {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
-                  "min_p": self.min_p, "typical_p": self.typical_p, "repeat_penalty": self.repeat_penalty,
-                  "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
-                  "seed": self.seed, "speculative": self.speculative}
-        chosen: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
-        if self.repeat_last_n is not None:
-            chosen["repeat_last_n"] = self.repeat_last_n
-        return SamplingParams(**{**defaults.__dict__, **chosen, "grammar": grammar})
+    def to_options(self) -> GenOptions:
+        return GenOptions.of(max_tokens=self.max_tokens(), temperature=self.temperature, top_k=self.top_k,
+                             top_p=self.top_p, min_p=self.min_p, typical_p=self.typical_p,
+                             repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n,
+                             presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+                             seed=self.seed, stop=self.stop, num_ctx=self.num_ctx,
+                             speculative=self.speculative)
 
     def max_tokens(self) -> int | None:
         """num_predict: -1 (infinite) and -2 (fill the context) both run to the context's end."""
@@ -121,13 +117,13 @@ class OllamaRequest(RequestBody):
     keep_alive: KeepAlive | None = None
     think: bool | str | None = None
 
-    def grammar(self) -> str | None:
+    def output_format(self) -> OutputFormat | None:
         if self.format in (None, ""):
             return None
         if self.format == "json":
-            return json_object_grammar()
+            return OutputFormat("json_object", param="format")
         if isinstance(self.format, dict):
-            return json_schema_grammar(self.format, "format")
+            return OutputFormat("json_schema", self.format, param="format")
         raise InvalidRequest("format must be \"json\" or a JSON schema object", param="format")
 
     def keep_alive_s(self) -> float | None:
@@ -142,6 +138,24 @@ class GenerateRequest(OllamaRequest):
     raw: bool = False
     images: list[str] | None = None
     context: list[TokenId] | None = None
+
+    def to_call(self) -> ChatCall | CompletionCall:
+        """A chat of ``system`` and ``prompt`` (or, ``raw``, the prompt as it is) after ``context``."""
+        if self.images:
+            raise InvalidRequest(f"model '{self.model}' does not support images: it is a text model", param="images")
+        if self.suffix:
+            raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
+        if self.template:
+            raise InvalidRequest("template overrides are not supported: the model's own chat template is used",
+                                 param="template")
+        common: dict[str, Any] = {"model": self.model, "options": self.options.to_options(),
+                                  "format": self.output_format(), "keep_alive": self.keep_alive_s(),
+                                  "context": self.context or None}
+        if self.raw:
+            return CompletionCall(prompts=[self.prompt], parse_special=True, **common)
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return ChatCall(messages=[*system, {"role": "user", "content": self.prompt}],
+                        params=Params(input="prompt", max_tokens="options.num_predict"), **common)
 
 
 class ToolCallFunction(BaseModel):
@@ -181,8 +195,17 @@ class ChatRequest(OllamaRequest):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None  # extension
 
-    def images(self) -> bool:
-        return any(m.images for m in self.messages)
+    def to_call(self) -> ChatCall:
+        if any(m.images for m in self.messages):
+            raise InvalidRequest(f"model '{self.model}' does not support images: it is a text model",
+                                 param="messages.images")
+        tools = self.tools or None
+        if tools is None and self.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequest("tool_choice needs tools", param="tool_choice")
+        return ChatCall(model=self.model, messages=[m.to_template() for m in self.messages],
+                        options=self.options.to_options(), tools=tools,
+                        tool_choice=self.tool_choice if tools else None, format=self.output_format(),
+                        keep_alive=self.keep_alive_s(), params=Params(max_tokens="options.num_predict"))
 
 
 class EmbedRequest(RequestBody):
@@ -195,8 +218,10 @@ class EmbedRequest(RequestBody):
     keep_alive: KeepAlive | None = None
     dimensions: Count | None = None
 
-    def inputs(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+    def to_call(self) -> EmbedCall:
+        inputs: list[Any] = [self.input] if isinstance(self.input, str) else list(self.input)
+        return EmbedCall(model=self.model, inputs=inputs, truncate=self.truncate, dimensions=self.dimensions,
+                         keep_alive=parse_keep_alive(self.keep_alive))
 
 
 class EmbeddingsRequest(RequestBody):
@@ -209,19 +234,9 @@ class EmbeddingsRequest(RequestBody):
     options: Options = Field(default_factory=Options)
     keep_alive: KeepAlive | None = None
 
-
-class ShowRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    name: str | None = None  # older clients
-    verbose: bool = False
-
-    def target(self) -> str:
-        name = self.model or self.name
-        if not name:
-            raise InvalidRequest("model is required", param="model")
-        return name
+    def to_call(self) -> EmbedCall:
+        return EmbedCall(model=self.model, inputs=[self.prompt], keep_alive=parse_keep_alive(self.keep_alive),
+                         param="prompt")
 
 
 # -- responses ----------------------------------------------------------------------
@@ -261,17 +276,6 @@ class RunningEntry(BaseModel):
 
 class PsResponse(BaseModel):
     models: list[RunningEntry]
-
-
-class ShowResponse(BaseModel):
-    license: str = ""
-    modelfile: str
-    parameters: str
-    template: str
-    details: Details
-    model_info: dict[str, Any]
-    capabilities: list[str]
-    modified_at: str
 
 
 class EmbedResponse(BaseModel):

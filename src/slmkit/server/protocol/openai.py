@@ -6,8 +6,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from slmkit.engine.base import SamplingParams
-from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import (
     Count,
@@ -24,6 +22,7 @@ from slmkit.server.protocol.fields import (
     UnitOpen,
     check_logit_bias,
 )
+from slmkit.server.usecases.calls import ChatCall, CompletionCall, EmbedCall, GenOptions, OutputFormat, Params
 
 
 class ContentPart(BaseModel):
@@ -104,40 +103,24 @@ class SamplingFields(RequestBody):
     def _bias_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return check_logit_bias(value)
 
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+    def options(self, max_tokens: int | None, logprobs: int | None) -> GenOptions:
+        """The sampling fields in neutral terms (unset fields stay None: profile defaults apply)."""
+        bias = {int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None
+        return GenOptions.of(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                             min_p=self.min_p, typical_p=self.typical_p, repeat_penalty=self.repeat_penalty,
+                             presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+                             seed=self.seed, stop=self.stop, logit_bias=bias, ignore_eos=self.ignore_eos, n=self.n,
+                             logprobs=logprobs, speculative=self.speculative)
 
-    def sampling(self) -> SamplingParams:
-        defaults = SamplingParams()
-        values = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "min_p": self.min_p,
-            "typical_p": self.typical_p,
-            "repeat_penalty": self.repeat_penalty,
-            "presence_penalty": self.presence_penalty,
-            "frequency_penalty": self.frequency_penalty,
-            "seed": self.seed,
-            "ignore_eos": self.ignore_eos,
-            "speculative": self.speculative,
-        }
-        chosen = {k: v for k, v in values.items() if v is not None}
-        bias = {int(k): v for k, v in (self.logit_bias or {}).items()}
-        return SamplingParams(**{**defaults.__dict__, **chosen, "logit_bias": bias, "grammar": self.grammar()})
-
-    def grammar(self) -> str | None:
-        """The GBNF grammar that ``response_format`` asks for, if any."""
+    def output_format(self) -> OutputFormat | None:
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
         if fmt.type == "json_object":
-            return json_object_grammar()
+            return OutputFormat("json_object")
         if fmt.json_schema is None:
             raise InvalidRequest("response_format of type json_schema needs a json_schema", param="response_format")
-        return json_schema_grammar(fmt.json_schema.schema_, "response_format.json_schema.schema")
+        return OutputFormat("json_schema", fmt.json_schema.schema_, "response_format.json_schema.schema")
 
     @property
     def include_usage(self) -> bool:
@@ -153,26 +136,31 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
 
-    def token_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
-
-    def logprob_count(self) -> int | None:
-        """How many alternatives to report per token; None when logprobs are off."""
-        return (self.top_logprobs or 0) if self.logprobs else None
+    def to_call(self) -> ChatCall:
+        limit = self.max_completion_tokens or self.max_tokens
+        return ChatCall(model=self.model, messages=[m.to_template() for m in self.messages],
+                        options=self.options(limit, (self.top_logprobs or 0) if self.logprobs else None),
+                        tools=self.tools, tool_choice=self.tool_choice, parallel_tool_calls=self.parallel_tool_calls,
+                        format=self.output_format(),
+                        params=Params(max_tokens="max_completion_tokens" if self.max_completion_tokens
+                                      else "max_tokens"))
 
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[TokenId] | list[TokenIds]
     echo: bool = False
     suffix: str | None = None
-    max_tokens: Count | None = 16
+    max_tokens: Count | None = None  # OpenAI's default, 16, applies below the served profile's
     logprobs: TopLogprobs | None = None
 
-    def token_limit(self) -> int | None:
-        return self.max_tokens
-
-    def logprob_count(self) -> int | None:
-        return self.logprobs
+    def to_call(self) -> CompletionCall:
+        if self.suffix:
+            raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
+        prompt = self.prompt
+        items: list[Any] = [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) \
+            else list(prompt)
+        return CompletionCall(model=self.model, prompts=items, options=self.options(self.max_tokens, self.logprobs),
+                              format=self.output_format(), echo=self.echo, default_max_tokens=16)
 
 
 # -- responses ----------------------------------------------------------------------
@@ -180,7 +168,7 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
-class Usage(BaseModel):
+class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -212,7 +200,7 @@ class AssistantToolMessage(AssistantMessage):
 
 class ChatChoice(BaseModel):
     index: int
-    message: AssistantMessage
+    message: AssistantToolMessage | AssistantMessage  # tool_calls only on messages that call tools
     finish_reason: str
     logprobs: dict[str, Any] | None = None
 
@@ -224,17 +212,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     system_fingerprint: str
     choices: list[ChatChoice]
-    usage: Usage
-
-
-class ToolChatChoice(ChatChoice):
-    """A choice whose message may call tools (serialized with ``tool_calls`` only when it does)."""
-
-    message: AssistantToolMessage | AssistantMessage
-
-
-class ToolChatCompletionResponse(ChatCompletionResponse):
-    choices: list[ToolChatChoice]  # type: ignore[assignment]
+    usage: CompletionUsage
 
 
 class CompletionChoice(BaseModel):
@@ -251,7 +229,7 @@ class CompletionResponse(BaseModel):
     model: str
     system_fingerprint: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
+    usage: CompletionUsage | None = None
 
 
 class ModelCard(BaseModel):
@@ -275,13 +253,13 @@ class EmbeddingRequest(RequestBody):
     dimensions: Count | None = None
     user: str | None = None
 
-    def inputs(self) -> list[str] | list[list[int]]:
+    def to_call(self) -> EmbedCall:
         value = self.input
-        if isinstance(value, str):
-            return [value]
-        if value and all(isinstance(t, int) for t in value):
-            return [[int(t) for t in value]]  # type: ignore[arg-type]
-        return [v if isinstance(v, str) else list(v) for v in value]  # type: ignore[arg-type, return-value]
+        if isinstance(value, str) or (value and isinstance(value[0], int)):
+            items: list[Any] = [value]
+        else:
+            items = list(value)
+        return EmbedCall(model=self.model, inputs=items, truncate=False, dimensions=self.dimensions)
 
 
 class EmbeddingData(BaseModel):
@@ -300,14 +278,3 @@ class EmbeddingResponse(BaseModel):
     data: list[EmbeddingData]
     model: str
     usage: EmbeddingUsage
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody

@@ -6,10 +6,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from slmkit.engine.base import Engine
+from slmkit.errors import Forbidden
+from slmkit.server.context import request_context
+from slmkit.server.policy import open_route
+
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
+@open_route()
 async def health(request: Request) -> dict[str, object]:
     """The process is alive and answering (no auth, for liveness probes), with each loaded
     model's engine state ("ok", or why it failed: it loads again on its next request)."""
@@ -18,6 +24,7 @@ async def health(request: Request) -> dict[str, object]:
 
 
 @router.get("/ready", response_model=None)
+@open_route()
 async def ready(request: Request) -> JSONResponse:
     """Ready for traffic: not draining, the default model loaded, and its queue has room."""
     guard = request.app.state.guard
@@ -42,12 +49,18 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
+@open_route()
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (protected by keys unless the server runs with --metrics-public)."""
+    """Prometheus metrics (protected by keys unless the server runs with --metrics-public). They
+    show every model, so a key scoped to some models may not read them (403)."""
+    if request_context().principal.models is not None:
+        raise Forbidden("/metrics shows every model's series: it needs a key not scoped to models",
+                        code="metrics_not_allowed")
     return Response(generate_latest(request.app.state.guard.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/slots")
+@open_route()
 async def slots(request: Request) -> dict[str, object]:
     """Each loaded model's slots and live counters, like llama-server's ``/slots``."""
     service = request.app.state.service
@@ -55,6 +68,6 @@ async def slots(request: Request) -> dict[str, object]:
     out: dict[str, object] = {}
     for entry in service.registry.loaded():  # models load on demand: only the loaded ones have slots
         engine = entry.engine
-        if entry.name in visible and hasattr(engine, "slot_states"):  # embedders have no slots
+        if entry.name in visible and isinstance(engine, Engine):  # embedders have no slots
             out[entry.name] = {**engine.stats(), "slots": engine.slot_states()}
     return out

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from slmkit.errors import ModelNotFound, SlmkitError
+from slmkit.server.policy import admin_route, model_route
 from slmkit.server.protocol.ollama_store import (
     CopyRequest,
     CreateRequest,
@@ -83,24 +84,28 @@ async def _run_streamed(job: Callable[[Reporter], Any], stream: bool) -> Respons
 
 
 @router.post("/api/pull", response_model=None)
+@admin_route()
 async def api_pull(body: PullRequest, request: Request) -> Response:
     store, model = _store(request), body.target()
-    return await _run_streamed(lambda report: pull(store, model, report=report), body.stream)
+    return await _run_streamed(lambda report: pull(store, model, report=report, allow_paths=False), body.stream)
 
 
 @router.delete("/api/delete")
+@admin_route()
 async def api_delete(body: DeleteRequest, request: Request) -> Response:
     await asyncio.to_thread(_store(request).remove, body.target())
     return Response(status_code=200)
 
 
 @router.post("/api/copy")
+@admin_route()
 async def api_copy(body: CopyRequest, request: Request) -> Response:
     await asyncio.to_thread(_store(request).copy, body.source, body.destination)
     return Response(status_code=200)
 
 
 @router.post("/api/create", response_model=None)
+@admin_route()
 async def api_create(body: CreateRequest, request: Request) -> Response:
     store, name, profile = _store(request), body.target(), body.profile()
 
@@ -109,18 +114,20 @@ async def api_create(body: CreateRequest, request: Request) -> Response:
     def job(report: Reporter) -> None:
         if body.quantize:
             status = f"quantizing {profile.from_} to {body.quantize}"
-            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, progress=lambda done, total:
-                                     report(PullEvent(status, total=total, completed=done))).name
-        create(store, name, profile, report=report)
+            profile.from_ = quantize(store, profile.from_, body.quantize, name=name, allow_paths=False,
+                                     progress=lambda done, total: report(PullEvent(status, total=total,
+                                                                                   completed=done))).name
+        create(store, name, profile, report=report, allow_paths=False)
 
     return await _run_streamed(job, body.stream)
 
 
 @router.post("/api/show")
+@model_route("model", "name")
 async def api_show(body: ShowRequest, request: Request) -> ShowResponse:
     home = request.app.state.settings.store.home
     try:
-        desc = await asyncio.to_thread(describe, body.target(), home)
+        desc = await asyncio.to_thread(lambda: describe(body.target(), home, allow_paths=False))
     except ModelNotFound as missing:  # a model the server was started with by path: find it by served name
         try:
             resolved = await asyncio.to_thread(request.app.state.service.registry.resolve, body.target())

@@ -9,6 +9,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from slmkit.server.policy import open_route
+
 router = APIRouter(tags=["page"])
 OLLAMA_BANNER = "Ollama is running"
 
@@ -26,6 +28,7 @@ def _wants_html(request: Request) -> bool:
 
 
 @router.get("/", response_model=None, responses={200: {"content": {"text/html": {}, "text/plain": {}}}})
+@open_route()
 async def root(request: Request) -> Response:
     """Browsers (``Accept: text/html``) get the chat page; clients probing for Ollama get its
     plain-text banner."""
@@ -35,5 +38,6 @@ async def root(request: Request) -> Response:
 
 
 @router.head("/", include_in_schema=False)
+@open_route()
 async def root_head() -> Response:
     return PlainTextResponse(OLLAMA_BANNER)

@@ -46,7 +46,9 @@ async function loadModels() {
   const tags = await listing.json();
   const select = $("model");
   for (const entry of tags.models) {
-    const show = await api("/api/show", { method: "POST", body: JSON.stringify({ model: entry.name }) });
+    const show = await api("/api/show", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ model: entry.name }),
+    });
     const info = show.ok ? await show.json() : { capabilities: [] };
     if (!(info.capabilities || []).includes("completion")) continue;
     const option = document.createElement("option");

@@ -1,0 +1,1 @@
+"""Wire formats: each turns a ``Run`` (see ``server.usecases.run``) into its API's bodies."""

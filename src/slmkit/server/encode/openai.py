@@ -1,0 +1,181 @@
+"""The OpenAI wire format: chat.completion / text_completion objects and their SSE chunks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from slmkit.engine.base import TokenLogprob
+from slmkit.errors import ServiceUnavailable, SlmkitError
+from slmkit.server.generation import TokenCounts
+from slmkit.server.protocol.openai import (
+    AssistantMessage,
+    AssistantToolMessage,
+    ChatChoice,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionResponse,
+    CompletionUsage,
+    FunctionCall,
+    PromptTokensDetails,
+    ToolCallOut,
+)
+from slmkit.server.tools import ToolCall
+from slmkit.server.usecases.run import Delta, Finish, Run, RunResult
+
+FINGERPRINT = "slmkit"
+
+
+def interrupted(reason: str) -> ServiceUnavailable:
+    """The error frame after the last chunk of a stream the server ended early (see
+    ``engine.admission.interrupt_streams``)."""
+    return ServiceUnavailable(reason, code="server_shutting_down")
+
+
+def error_body(exc: SlmkitError) -> dict[str, Any]:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+
+
+def finish_reason(finish: Finish | None) -> str | None:
+    if finish is None:
+        return None
+    return {Finish.LENGTH: "length", Finish.TOOL_CALLS: "tool_calls"}.get(finish, "stop")
+
+
+def usage(counts: TokenCounts) -> CompletionUsage:
+    prompt, completion = counts.prompt_tokens, counts.completion_tokens
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=counts.cached_tokens))
+
+
+def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
+    content = [{"token": lp.token, "logprob": lp.logprob, "bytes": lp.bytes,
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": b} for t, v, b in lp.top]} for lp in items]
+    return {"content": content, "refusal": None}
+
+
+def completion_logprobs(items: list[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    offsets = []
+    for lp in items:
+        offsets.append(offset)
+        offset += len(lp.token)
+    return {"tokens": [lp.token for lp in items], "token_logprobs": [lp.logprob for lp in items],
+            "top_logprobs": [{t: v for t, v, _ in lp.top} for lp in items], "text_offset": offsets}
+
+
+def tool_call(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments_json))
+
+
+# -- whole answers ----------------------------------------------------------------------
+def chat_completion(result: RunResult, logprobs: bool) -> ChatCompletionResponse:
+    run = result.run
+    choices = []
+    for c in result.choices:
+        message: AssistantMessage = (AssistantToolMessage(content=c.text or None, tool_calls=[tool_call(t) for t in
+                                                                                              c.tool_calls])
+                                     if c.tool_calls else AssistantMessage(content=c.text))
+        choices.append(ChatChoice(index=c.index, message=message, finish_reason=finish_reason(c.finish) or "stop",
+                                  logprobs=chat_logprobs(c.logprobs) if logprobs else None))
+    return ChatCompletionResponse(id=f"chatcmpl-{run.id}", created=run.created, model=run.model,
+                                  system_fingerprint=FINGERPRINT, choices=choices, usage=usage(run.counts))
+
+
+def text_completion(result: RunResult, logprobs: bool) -> CompletionResponse:
+    run = result.run
+    choices = [CompletionChoice(index=c.index, text=run.echo[c.index] + c.text, finish_reason=finish_reason(c.finish),
+                                logprobs=completion_logprobs(c.logprobs, len(run.echo[c.index])) if logprobs else None)
+               for c in result.choices]
+    return CompletionResponse(id=f"cmpl-{run.id}", created=run.created, model=run.model,
+                              system_fingerprint=FINGERPRINT, choices=choices, usage=usage(run.counts))
+
+
+# -- streams -------------------------------------------------------------------------------
+def sse_response(frames: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(payload: dict[str, Any] | str) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {text}\n\n"
+
+
+def _head(run: Run, prefix: str, obj: str) -> dict[str, Any]:
+    return {"id": f"{prefix}-{run.id}", "object": obj, "created": run.created, "model": run.model,
+            "system_fingerprint": FINGERPRINT}
+
+
+async def chat_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIterator[str]:
+    """A role frame per choice, content and tool-call deltas, a finish frame per choice, the
+    usage frame if asked, then ``[DONE]``; a failure sends an error frame before ``[DONE]``."""
+    head = _head(run, "chatcmpl", "chat.completion.chunk")
+    calls = [0] * run.choices
+
+    def frame(index: int, delta: dict[str, Any], finish: str | None = None,
+              lps: list[TokenLogprob] | None = None) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish,
+                  "logprobs": chat_logprobs(lps) if logprobs and lps else None}
+        return _sse({**head, "choices": [choice]})
+
+    def frames(d: Delta) -> list[str]:
+        out = []
+        if d.text or (d.logprobs and not d.tool_calls):
+            out.append(frame(d.index, {"content": d.text}, lps=d.logprobs))
+        for call in d.tool_calls:
+            out.append(frame(d.index, {"tool_calls": [{"index": calls[d.index], **tool_call(call).model_dump()}]},
+                             lps=d.logprobs))
+            calls[d.index] += 1
+        if d.finish is not None:
+            out.append(frame(d.index, {}, finish_reason(d.finish)))
+        return out
+
+    for i in range(run.choices):
+        yield frame(i, {"role": "assistant", "content": ""})
+    cut: list[str] = []  # why a choice was ended early (the server shutting down)
+    try:
+        async for delta in run.deltas():
+            for text in frames(delta):
+                yield text
+            cut += [delta.interrupted] if delta.interrupted else []
+        if include_usage:
+            yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
+        if cut:
+            yield _sse(error_body(interrupted(cut[0])))
+    except SlmkitError as exc:
+        yield _sse(error_body(exc))
+    yield _sse("[DONE]")
+
+
+async def completion_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIterator[str]:
+    """``text_completion`` frames (echo first), then ``[DONE]``; ``text_offset`` runs on
+    across the chunks of a choice, as in the whole answer."""
+    head = _head(run, "cmpl", "text_completion")
+    offsets = [len(e) for e in run.echo]
+
+    def frame(index: int, text: str, finish: str | None = None, lps: list[TokenLogprob] | None = None) -> str:
+        body = None
+        if logprobs and lps:
+            body = completion_logprobs(lps, offsets[index])
+            offsets[index] += sum(len(lp.token) for lp in lps)
+        return _sse({**head, "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": body}]})
+
+    try:
+        for i, text in enumerate(run.echo):
+            if text:
+                yield frame(i, text)
+        cut: list[str] = []
+        async for d in run.deltas():
+            if d.text or d.logprobs or d.finish is not None:
+                yield frame(d.index, d.text, finish_reason(d.finish), d.logprobs)
+            cut += [d.interrupted] if d.interrupted else []
+        if include_usage:
+            yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
+        if cut:
+            yield _sse(error_body(interrupted(cut[0])))
+    except SlmkitError as exc:
+        yield _sse(error_body(exc))
+    yield _sse("[DONE]")

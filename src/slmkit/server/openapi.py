@@ -1,0 +1,111 @@
+"""``/openapi.json`` as the server really answers: the status codes it sends (400, not FastAPI's
+422), each API's error body shape, and the stream content types (SSE, NDJSON, Prometheus text).
+
+FastAPI builds the document from the routes; ``truthful(document)`` then rewrites each operation:
+
+* 422 goes (validation errors are 400 in the API's own shape);
+* every operation may answer 403 (Host, Origin, key scope) and 431 (headers), every guarded one
+  401 (keys), 429 (rate limits, a full queue) and 503 (draining); a body route 400, 413 and 415;
+  a route that names a model 404;
+* errors are ``{"error": {"message", "type", "param", "code"}}`` outside ``/api/`` and
+  ``{"error": "..."}`` under it (Ollama's shape);
+* streamed routes add ``text/event-stream`` (OpenAI) or ``application/x-ndjson`` (Ollama);
+  ``/metrics`` is Prometheus text; ``/api/copy`` and ``/api/delete`` answer 200 with no body.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+
+OPENAI_ERROR = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {
+        "type": "object", "required": ["message", "type", "param", "code"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}},
+    }},
+}
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+REASONS = {400: "Invalid request", 401: "Missing or invalid API key",
+           403: "Refused: a foreign Host or Origin, or a model outside the key's scope",
+           404: "Unknown model", 413: "Request body too large", 415: "The body is not JSON",
+           429: "Rate limited or the wait queue is full (see Retry-After)",
+           431: "Request headers too large", 503: "The server is shutting down or not ready"}
+PROBES = frozenset({"/health", "/ready"})
+SSE = frozenset({"/v1/chat/completions", "/v1/completions"})
+NDJSON = frozenset({"/api/generate", "/api/chat", "/api/pull", "/api/create"})
+NO_BODY = frozenset({"/api/copy", "/api/delete"})
+NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
+                           "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
+                           "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize"})
+PLAIN_TEXT = {"/metrics": "text/plain", "/": "text/plain"}
+
+
+def install(app: FastAPI) -> None:
+    """Serve the rewritten document at ``/openapi.json`` (built once, on first request)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = truthful(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def truthful(document: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(document)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["OpenAIError"] = OPENAI_ERROR
+    schemas["OllamaError"] = OLLAMA_ERROR
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            _rewrite(path, method, operation)
+    return doc
+
+
+def _rewrite(path: str, method: str, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    ok = responses.setdefault("200", {"description": "Successful Response"})
+    if path in SSE:  # OpenAPI 3.1: the schema describes each event; its data is a JSON chunk or [DONE]
+        ok.setdefault("content", {})["text/event-stream"] = {"schema": SSE_EVENT}
+    if path in NDJSON:
+        ok.setdefault("content", {})["application/x-ndjson"] = {"schema": {"type": "string"}}
+    if path in NO_BODY:
+        ok.pop("content", None)
+    if path in PLAIN_TEXT:
+        content = ok.setdefault("content", {})
+        content.pop("application/json", None)
+        content[PLAIN_TEXT[path]] = {"schema": {"type": "string"}}
+    ref: dict[str, Any] = {"$ref": "#/components/schemas/" + ("OllamaError" if path.startswith("/api/")
+                                                              else "OpenAIError")}
+    if path == "/ready":  # not ready is a status, not an error
+        ref = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}}}
+    for status in _statuses(path, method, operation):
+        headers = {"Retry-After": {"schema": {"type": "string"}}} if status in (429, 503) else None
+        entry: dict[str, Any] = {"description": REASONS[status], "content": {"application/json": {"schema": ref}}}
+        if headers:
+            entry["headers"] = headers
+        responses.setdefault(str(status), entry)
+
+
+def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    codes = [403, 431]
+    if path in PROBES:
+        return [*codes, 503] if path == "/ready" else codes
+    codes += [401, 429, 503]
+    if "requestBody" in operation or operation.get("parameters"):
+        codes += [400]
+    if "requestBody" in operation:
+        codes += [413, 415]
+    if path in NAMES_A_MODEL:
+        codes += [404]
+    return sorted(set(codes))

@@ -1,0 +1,78 @@
+"""Prompts: a chat rendered with the served profile and tools, or plain text, as token ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmkit.engine.base import Engine
+from slmkit.errors import InvalidRequest
+from slmkit.server.tools import ToolPlan, prepare_messages
+from slmkit.store.modelfile import Profile
+from slmkit.store.template import ProfileTemplate
+
+
+def profile_messages(profile: Profile, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profile's SYSTEM (unless the request has its own) and MESSAGE history before the request's."""
+    has_system = any(m.get("role") == "system" for m in messages)
+    head = [] if has_system or not profile.system else [{"role": "system", "content": profile.system}]
+    history = [dict(m) for m in profile.messages]
+    if has_system and history:
+        first, rest = messages[0], messages[1:]
+        return [first, *history, *rest] if first.get("role") == "system" else [*history, *messages]
+    return [*head, *history, *messages]
+
+
+def render(engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None,
+           template: ProfileTemplate | None) -> list[int]:
+    """Tools go through ``server.tools``; a served profile's TEMPLATE wins over the model's own."""
+    tools = None
+    if plan is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+        messages, tools = prepare_messages(engine, messages, plan)
+    if template is not None:
+        return engine.chat_tokens(template.render(messages, add_generation_prompt=True))
+    return engine.chat_tokens(engine.render_chat(messages, add_generation_prompt=True, tools=tools))
+
+
+def chat_tokens(engine: Engine, messages: list[dict[str, Any]], *, profile: Profile | None,
+                template: ProfileTemplate | None, plan: ToolPlan | None, truncate: bool,
+                room: int) -> list[int]:
+    """The chat's prompt. With ``truncate``, the oldest non-system messages are dropped (the
+    last one always stays) until the prompt and ``room`` tokens of answer fit the context."""
+    if profile is not None:
+        messages = profile_messages(profile, messages)
+    tokens = render(engine, messages, plan, template)
+    if not truncate:
+        return tokens
+    messages = list(messages)
+    while len(tokens) + room > engine.context_length:
+        droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+        if not droppable:
+            break
+        del messages[droppable[0]]
+        tokens = render(engine, messages, plan, template)
+    return tokens
+
+
+def text_tokens(engine: Engine, prompt: str | list[int], *, parse_special: bool, param: str) -> list[int]:
+    """A text prompt's tokens (with the BOS the model wants), or checked token ids."""
+    if isinstance(prompt, str):
+        return engine.tokenize(prompt, add_special=True, parse_special=parse_special)
+    engine.info.check_tokens(prompt, param)
+    return list(prompt)
+
+
+def check_context(engine: Engine, prompt: list[int], max_tokens: int | None, param: str) -> None:
+    """400 for an empty prompt, ``context_length_exceeded`` when prompt + answer cannot fit."""
+    from slmkit.errors import ContextLengthExceeded
+
+    limit = engine.context_length
+    if not prompt:
+        raise InvalidRequest(f"the {param} are empty", param=param)
+    wanted = len(prompt) + (max_tokens or 1)
+    if wanted > limit:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{wanted} tokens ({len(prompt)} in the {param}, {max_tokens or 1} for the completion). "
+            f"Please reduce the length of the {param} or max_tokens.",
+            param=param,
+        )
