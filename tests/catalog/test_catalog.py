@@ -154,3 +154,9 @@ def test_catalog_and_estimate_commands() -> None:
     assert est["quant"] == "q8_0" and est["kv_cache_bytes"] == 2 * 36 * 2048 * 8 * 128 * 2 * 4
     bad = _slm("models", "estimate", "qwen3-9b")
     assert bad.returncode != 0 and "did you mean" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_catalog_flags_the_mlx_conversions_known_to_work() -> None:
+    flagged = {e.name: e.mlx for e in load_catalog() if e.mlx}
+    assert flagged == {"smollm2-135m": ("q4", "q8")}  # converted, served and scored by the MLX tests
+    assert find("smollm2-135m").raw["mlx"]["tested_on"] == ["linux-cpu"]

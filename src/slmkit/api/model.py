@@ -89,14 +89,18 @@ class Model:
             raise
 
     async def _start(self) -> Engine | Embedder:
-        await self._registry.start()
-        default = self._registry.default or self._registry.default_embedding
-        if default is not None and not self._principal.may_use(default):
-            raise Forbidden(f"this API key may not use the model '{default}'", param="model")
-        if self._registry.default is not None:
-            engine: Engine | Embedder = await self._registry.acquire(self._registry.default, keep_alive=-1)
-            return engine
-        return await self._registry.acquire(self._registry.default_embedding, keep_alive=-1, kind="embedding")
+        try:
+            await self._registry.start()
+            default = self._registry.default or self._registry.default_embedding
+            if default is not None and not self._principal.may_use(default):
+                raise Forbidden(f"this API key may not use the model '{default}'", param="model")
+            if self._registry.default is not None:
+                engine: Engine | Embedder = await self._registry.acquire(self._registry.default, keep_alive=-1)
+                return engine
+            return await self._registry.acquire(self._registry.default_embedding, keep_alive=-1, kind="embedding")
+        except BaseException:  # a model that fails to load: stop the reaper, or its pending task is logged at exit
+            await self._registry.aclose()
+            raise
 
     # -- facts ---------------------------------------------------------------------------
     @property

@@ -55,6 +55,7 @@ class CatalogEntry:
     aliases: tuple[str, ...] = ()
     runtime: str = "llama.cpp"
     active_parameters: int | None = None
+    mlx: tuple[str, ...] = ()  # `slm convert --to mlx` quants known to work (converted, served, scored)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -83,7 +84,8 @@ class CatalogEntry:
             architecture=Architecture(**data["architecture"]), license=data["license"], tasks=tuple(data["tasks"]),
             repo=data["gguf"]["repo"], files=dict(data["gguf"]["files"]), description=data.get("description", ""),
             aliases=tuple(data.get("aliases", ())), runtime=data.get("runtime", "llama.cpp"),
-            active_parameters=data.get("active_parameters"), raw=data,
+            active_parameters=data.get("active_parameters"), mlx=tuple(data.get("mlx", {}).get("conversions", ())),
+            raw=data,
         )
 
 

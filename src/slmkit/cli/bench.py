@@ -56,7 +56,7 @@ def bench() -> None:
 
     \b
     slm bench URL_OR_MODEL ... [options]     load-test servers (options: slm bench run --help)
-    slm bench --engine llamacpp --model M    the engine in process, without HTTP
+    slm bench --engine llamacpp|mlx --model M    the engine in process, without HTTP
     slm bench compare A.json B.json          ratio table of two results
     """
 
@@ -143,7 +143,8 @@ class RichProgress:
 @click.option("--parallel", type=click.IntRange(min=1), default=None, help="Slots of spawned servers [max level].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads of spawned servers / --engine.")
 @click.option("--ctx-size", type=click.IntRange(min=64), default=None, help="Context per slot of spawned servers.")
-@click.option("--engine", type=click.Choice(["llamacpp"]), default=None, help="Bench the engine in process.")
+@click.option("--engine", type=click.Choice(["llamacpp", "mlx"]), default=None,
+              help="Bench the engine in process (llamacpp: a GGUF model; mlx: an MLX one).")
 @click.option("--batch-sizes", default="1,2,4,8", show_default=True, help="--engine: sequences per batch.")
 @click.option("--gen-tokens", type=click.IntRange(min=1), default=32, show_default=True, help="--engine: tg steps.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=None,
@@ -167,7 +168,7 @@ def run_bench(targets: tuple[str, ...], spawn: tuple[str, ...], api: str, model:
         if not model:
             raise InvalidRequest("--engine needs --model NAME")
         run_engine_bench(model, _ints(batch_sizes, "--batch-sizes"), prompt_tokens, gen_tokens, repeats,
-                         threads, output_dir, name, no_plots, as_json)
+                         threads, output_dir, name, no_plots, as_json, engine)
         return
     levels = ([Level("rate", r) for r in _floats(rate, "--rate")] if rate
               else [Level("concurrency", c) for c in _ints(concurrency, "--concurrency")])

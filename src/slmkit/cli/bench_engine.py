@@ -1,4 +1,4 @@
-"""`slm bench --engine llamacpp --model NAME`: the in-process engine bench."""
+"""`slm bench --engine llamacpp|mlx --model NAME`: the in-process engine bench."""
 
 from __future__ import annotations
 
@@ -16,22 +16,29 @@ from slmkit.errors import InvalidRequest
 from slmkit.settings import load_settings
 from slmkit.store.resolve import resolve_model
 
+_FORMATS = {"llamacpp": "gguf", "mlx": "mlx"}
+_TITLES = {"llamacpp": "llama.cpp", "mlx": "MLX"}
+
 
 def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen_tokens: int, repeats: int,
-                     threads: int | None, output_dir: Path | None, name: str, no_plots: bool, as_json: bool) -> None:
+                     threads: int | None, output_dir: Path | None, name: str, no_plots: bool, as_json: bool,
+                     engine_name: str = "llamacpp") -> None:
     resolved = resolve_model(model)
+    if resolved.format != _FORMATS[engine_name]:
+        raise InvalidRequest(f"{resolved.name} is in {resolved.format} format; --engine {engine_name} benches "
+                             f"{_FORMATS[engine_name]} models")
     config = EngineBenchConfig(batch_sizes=batch_sizes, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
                                repeats=repeats, threads=load_settings(engine__threads=threads).engine.n_threads())
     started = now_iso()
     with err_console.status(f"loading {resolved.name}") as status:
-        engine = EngineBench(resolved.path, config)
+        engine = _bench(engine_name, resolved.path, config)
         try:
             status.update(f"benching {resolved.name}")
             rows = engine.run(lambda r: err_console.print(
                 f"batch {r['batch_size']}: pp {r['pp_tokens_per_s']:.1f} tok/s, tg {r['tg_tokens_per_s']:.1f} tok/s"))
         finally:
             engine.close()
-    doc = {"schema": SCHEMA, "kind": "engine", "engine": "llamacpp", "model": resolved.name,
+    doc = {"schema": SCHEMA, "kind": "engine", "engine": engine_name, "model": resolved.name,
            "file": str(resolved.path), "started_at": started, "finished_at": now_iso(),
            "command": ["slm", "bench", *sys.argv[2:]], "partial": False,
            "config": {"batch_sizes": batch_sizes, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens,
@@ -42,10 +49,19 @@ def run_engine_bench(model: str, batch_sizes: list[int], prompt_tokens: int, gen
         write_atomic(output_dir / f"{name}.md", table + "\n")
         if not no_plots:
             try:
-                write_engine_plot(rows, output_dir / f"{name}_engine.png", f"llama.cpp in process: {resolved.name}")
+                write_engine_plot(rows, output_dir / f"{name}_engine.png",
+                                  f"{_TITLES[engine_name]} in process: {resolved.name}")
             except InvalidRequest as exc:  # matplotlib is an extra; the results are written already
                 err_console.print(f"note: {escape(exc.message)}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
         console.print(table, highlight=False, soft_wrap=True)
+
+
+def _bench(engine_name: str, path: Path, config: EngineBenchConfig) -> EngineBench:
+    if engine_name == "mlx":
+        from slmkit.bench.mlx_bench import MlxEngineBench
+
+        return MlxEngineBench(path, config)
+    return EngineBench(path, config)

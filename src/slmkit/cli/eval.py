@@ -153,18 +153,22 @@ def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, wind
 
 
 def _size(path: Path) -> int:
-    """A GGUF file's size, or the total of an ONNX model folder."""
+    """A GGUF file's size, or the total of an ONNX or MLX model folder."""
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
 
 
 def _logit_source(model: ResolvedModel, window: int, threads: int) -> LogitSource:
-    """llama.cpp's logits for a GGUF, onnxruntime-genai's for an ONNX model."""
+    """llama.cpp's logits for a GGUF, onnxruntime-genai's for an ONNX model, mlx-lm's for an MLX one."""
     if model.format == "onnx":
         from slmkit.eval.onnx_logits import OnnxLogitSource
 
         return OnnxLogitSource(model.path, window=window, threads=threads)  # type: ignore[return-value]
+    if model.format == "mlx":
+        from slmkit.eval.mlx_logits import MlxLogitSource
+
+        return MlxLogitSource(model.path, window=window, threads=threads)  # type: ignore[return-value]
     return LogitSource(model.path, window=window, threads=threads)
 
 

@@ -35,10 +35,11 @@ def catalog(size: str | None, task: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([e.raw for e in chosen], indent=1))
         return
-    table = Table("name", "params", "class", "layers", "ctx", "license", "tasks", "quants", box=None)
+    table = Table("name", "params", "class", "layers", "ctx", "license", "tasks", "quants", "mlx", box=None)
     for e in chosen:
         table.add_row(e.name, f"{e.parameters / 1e9:.2f}B", e.size_class, str(e.architecture.layers),
-                      str(e.architecture.max_context), e.license, ",".join(e.tasks), " ".join(e.quants))
+                      str(e.architecture.max_context), e.license, ",".join(e.tasks), " ".join(e.quants),
+                      " ".join(e.mlx) or "-")
     console.print(table)
 
 

@@ -10,12 +10,16 @@ from slmkit.settings import EngineSettings
 
 def open_engine(name: str, path: Path, fmt: str, settings: EngineSettings, *,
                 embedding: bool = False) -> Engine | Embedder:
-    """Load ``path`` (a GGUF file or an ONNX folder) with the engine its format needs:
-    llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX."""
+    """Load ``path`` (a GGUF file, an ONNX or an MLX folder) with the engine its format needs:
+    llama.cpp for GGUF (an embedder for embedding models), onnxruntime-genai for ONNX, mlx-lm for MLX."""
     if fmt == "onnx":
         from slmkit.engine.onnx.engine import OnnxEngine
 
         return OnnxEngine(name, path, settings)
+    if fmt == "mlx":
+        from slmkit.engine.mlx.engine import MlxEngine
+
+        return MlxEngine(name, path, settings)
     if embedding:
         from slmkit.engine.llamacpp.embedding import LlamaCppEmbedder
 

@@ -170,9 +170,10 @@ class ModelRegistry:
         return resolved, await asyncio.to_thread(self._read_facts, resolved.path)
 
     def _read_facts(self, path: Path) -> GgufFacts:
-        if path.is_dir():  # an ONNX model folder: no GGUF header to read
+        if path.is_dir():  # an ONNX or MLX model folder: no GGUF header to read
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            return GgufFacts(path=path, metadata={"general.architecture": "onnx"}, size_bytes=size)
+            kind = "onnx" if (path / "genai_config.json").is_file() else "mlx"
+            return GgufFacts(path=path, metadata={"general.architecture": kind}, size_bytes=size)
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key not in self._facts:

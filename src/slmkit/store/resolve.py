@@ -2,7 +2,7 @@
 
 In order: a model in the store (pulled, copied, converted or created from a Modelfile; it may
 carry a profile of serving defaults), an embedded model, a path to a GGUF file or to an ONNX
-Runtime GenAI folder.
+Runtime GenAI or MLX folder.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ def resolve_model(spec: str, home: Path | None = None, *, allow_paths: bool = Tr
     A corrupt or truncated file raises ``CorruptGGUF`` (a StoreError) here, not a crash at load.
     With ``allow_paths=False`` (names from HTTP requests) a name never reaches the filesystem:
     only store and embedded names resolve, and every other name gets the same ModelNotFound."""
+    from slmkit.engine.mlx.runtime import read_mlx_config
     from slmkit.engine.onnx.runtime import read_genai_config
     from slmkit.store.gguf_meta import read_gguf
 
     resolved = _resolve(spec, home, allow_paths)
     if resolved.format == "onnx":
         read_genai_config(resolved.path)
+    elif resolved.format == "mlx":
+        read_mlx_config(resolved.path)
     else:
         read_gguf(resolved.path)
     return resolved
@@ -70,8 +73,11 @@ def _resolve(spec: str, home: Path | None = None, allow_paths: bool = True) -> R
     if not allow_paths:
         raise not_found(spec)
     path = Path(spec).expanduser()
-    if path.is_dir():  # an ONNX Runtime GenAI folder (read_genai_config says when it is not one)
-        return ResolvedModel(name=served_name(path.name), path=path.resolve(), format="onnx")
+    if path.is_dir():  # an MLX folder, else an ONNX Runtime GenAI one (read_genai_config says when it is not)
+        from slmkit.engine.mlx.runtime import is_mlx_folder
+
+        fmt = "mlx" if is_mlx_folder(path) else "onnx"
+        return ResolvedModel(name=served_name(path.name), path=path.resolve(), format=fmt)
     if spec.endswith(".gguf") or path.is_file():
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {spec}")

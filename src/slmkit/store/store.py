@@ -214,7 +214,7 @@ class Store:
 
     def model_path(self, manifest: Manifest) -> Path:
         path = self.blob_path(manifest.digest)
-        if manifest.format == "onnx" and path.is_dir():
+        if manifest.format in ("onnx", "mlx") and path.is_dir():
             return path
         if not path.is_file():
             raise StoreError(f"the file of '{manifest.ref}' is missing from the store; pull it again")

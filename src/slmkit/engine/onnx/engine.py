@@ -11,7 +11,7 @@ from typing import Any
 
 from slmkit.engine.admission import Job, JobStream, check_tokens
 from slmkit.engine.base import GenerationRequest, ModelInfo
-from slmkit.engine.llamacpp.template import ChatTemplate
+from slmkit.engine.hf_files import folder_chat_template
 from slmkit.engine.onnx.runtime import genai, read_genai_config
 from slmkit.engine.onnx.sampling import check_supported
 from slmkit.engine.onnx.scheduler import OnnxScheduler
@@ -38,10 +38,7 @@ class OnnxEngine:
             self.tokenizer = og.Tokenizer(self.model)
         except Exception as exc:
             raise ModelLoadError(f"onnxruntime-genai cannot load {folder}: {exc}") from exc
-        tokenizer_cfg = _tokenizer_config(folder)
-        self.template = ChatTemplate(_chat_template(folder, tokenizer_cfg),
-                                     bos_token=_token_text(tokenizer_cfg.get("bos_token")),
-                                     eos_token=_token_text(tokenizer_cfg.get("eos_token")))
+        self.template = folder_chat_template(folder)
         eos = model_cfg.get("eos_token_id", [])
         self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
         pad = model_cfg.get("pad_token_id")
@@ -110,26 +107,3 @@ def _set_threads(config: Any, threads: int) -> None:
     overlay = getattr(config, "overlay", None)
     if overlay is not None:
         overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-
-
-def _tokenizer_config(folder: Path) -> dict[str, Any]:
-    path = folder / "tokenizer_config.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        data = {}
-    return data if isinstance(data, dict) else {}
-
-
-def _chat_template(folder: Path, tokenizer_cfg: dict[str, Any]) -> str | None:
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    template = tokenizer_cfg.get("chat_template")
-    return template if isinstance(template, str) else None
-
-
-def _token_text(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("content", ""))
-    return value if isinstance(value, str) else ""
