@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
 from typing import Any
 
 import httpx
@@ -152,23 +151,3 @@ def test_a_refused_grammar_disturbs_no_one(http: httpx.Client) -> None:
 @pytest.mark.parametrize("tokens", [[[-1]], [[99_999_999]], [[]], [[5, 10**12]]])
 def test_embedding_token_ids_are_checked(http: httpx.Client, tokens: list[list[int]]) -> None:
     assert _param(http.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": tokens})) == "input"
-
-
-def test_health_answers_while_a_big_input_is_tokenized(http: httpx.Client, server: ServerProcess) -> None:
-    """Tokenizing runs off the event loop: /health (which reports the engines) answers first."""
-    text = "lorem ipsum dolor sit amet " * 140_000  # 3.8 MB, seconds of tokenizing
-    finished: list[str] = []
-
-    def tokenize() -> None:
-        resp = httpx.post(f"{server.url}/tokenize", json={"model": MODEL, "content": text}, timeout=300)
-        assert resp.status_code == 200
-        finished.append("tokenize")
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        job = pool.submit(tokenize)
-        time.sleep(1.0)  # the body is sent and tokenizing has begun
-        health = http.get("/health")
-        finished.append("health")
-        job.result()
-    assert health.json()["engines"][MODEL] == "ok"
-    assert finished == ["health", "tokenize"]

@@ -32,7 +32,8 @@ def test_page_asks_for_a_key_on_401(browser: object, keyed_server: ServerProcess
 
     page.on("dialog", answer)
     page.goto(keyed_server.url)
-    page.wait_for_function("document.querySelectorAll('#model option').length >= 1", timeout=60_000)
+    # a selector wait, not wait_for_function: its string predicate is eval'd, which the page's CSP forbids
+    page.wait_for_selector("#model option", state="attached", timeout=60_000)
     assert page.locator("#model option").all_inner_texts() == [MODEL]
     assert len(asked) == 1 and "API key" in asked[0]
     assert page.evaluate("sessionStorage.getItem('slmkit-api-key')") == KEY

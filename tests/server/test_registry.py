@@ -70,9 +70,11 @@ def test_models_load_on_demand_and_concurrent_requests_load_once(multi: ServerPr
 def test_lru_eviction_past_max_loaded_models(multi: ServerProcess) -> None:
     _chat(multi, MODEL)
     _chat(multi, GEMMA)  # now SmolLM2 is the least recently used
+    time.sleep(1.1)  # a model used within the last second counts as busy (engine/llamacpp/lifetime.py)
     client = ollama.Client(host=multi.url, timeout=120)
     assert len(client.embed(model=EMBED_MODEL, input="hello").embeddings[0]) == 384
     assert set(_loaded(multi)) == {GEMMA, EMBED_MODEL}
+    time.sleep(1.1)
     assert _chat(multi, MODEL).status_code == 200  # loads again, evicting Gemma
     assert set(_loaded(multi)) == {EMBED_MODEL, MODEL}
     ps = {m.model: m for m in client.ps().models}

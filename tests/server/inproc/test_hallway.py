@@ -158,3 +158,29 @@ async def test_streamed_text_offset_continues(home: Path, engines: Engines) -> N
     streamed = [o for f in frames[:-1] for c in f["choices"] if c["logprobs"] for o in c["logprobs"]["text_offset"]]
     assert whole == [2, 3, 4, 5, 6, 7]  # after the echoed "xy", one character per token
     assert streamed == whole
+
+
+# -- tokenizing never holds the event loop -------------------------------------------------------
+async def test_health_answers_while_tokenize_runs(home: Path, engines: Engines) -> None:
+    """The tokenizer is held mid-call (a threading.Event): /health must still answer, so
+    tokenizing runs off the event loop (issue 17's 3.8 MB /tokenize held /health for seconds)."""
+    import asyncio
+    import threading
+
+    async with app_client(settings(home)) as client:
+        fake = engines[MODEL]
+        entered, release = threading.Event(), threading.Event()
+        plain = fake.tokenize
+
+        def slow(text: str, **kwargs: Any) -> list[int]:
+            entered.set()
+            release.wait(30)
+            return plain(text, **kwargs)
+
+        fake.tokenize = slow  # type: ignore[method-assign]
+        job = asyncio.create_task(client.post("/tokenize", json={"model": MODEL, "content": "hi"}))
+        await asyncio.to_thread(entered.wait, 30)
+        health = await client.get("/health")
+        assert health.status_code == 200 and not job.done()
+        release.set()
+        assert (await job).json()["count"] == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from slmkit.server.policy import model_route
 from slmkit.server.protocol.tokenize import (
@@ -19,17 +19,23 @@ from slmkit.server.routes.common import service
 router = APIRouter(tags=["tokenize"])
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", response_model=TokenizeResponse)
 @model_route()
-async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
+async def tokenize(body: TokenizeRequest, request: Request) -> Response:
     """Token ids of ``content`` (special tokens such as ``<|im_start|>`` are parsed);
     ``add_special`` adds the BOS/CLS tokens the model wants; ``with_pieces`` pairs each id
-    with its text."""
-    text = body.text()
+    with its text. Tokenizing and encoding the answer run in a worker thread: a
+    multi-megabyte text never holds the event loop."""
     engine = await service(request).tokenizer(body.model)
-    ids = await asyncio.to_thread(engine.tokenize, text, add_special=body.add_special, parse_special=True)
-    tokens: list[int] | list[Piece] = [Piece(id=t, piece=engine.piece(t)) for t in ids] if body.with_pieces else ids
-    return TokenizeResponse(model=engine.name, tokens=tokens, count=len(ids), max_model_len=engine.context_length)
+
+    def work() -> bytes:
+        ids = engine.tokenize(body.text(), add_special=body.add_special, parse_special=True)
+        tokens: list[int] | list[Piece] = [Piece(id=t, piece=engine.piece(t)) for t in ids] if body.with_pieces \
+            else ids
+        return TokenizeResponse(model=engine.name, tokens=tokens, count=len(ids),
+                                max_model_len=engine.context_length).model_dump_json().encode()
+
+    return Response(await asyncio.to_thread(work), media_type="application/json")
 
 
 @router.post("/detokenize")
