@@ -21,7 +21,9 @@ import time
 
 from slmkit.catalog.estimate import Dims
 
-EFFICIENCY = 1.0
+# The share of the measured streaming bandwidth llama.cpp's batch-1 decode reaches: fitted back to back
+# on a quiet machine by benchmarks/speed_estimate.py (2026-12-02, 1 and 2 threads: 0.41 and 0.43).
+EFFICIENCY = 0.42
 NO_SIMD_PENALTY = 3.0  # llama.cpp's scalar fallback for quantized dot products
 SIMD = ("avx2", "neon", "asimd")
 GPU_BANDWIDTH = 500e9  # an assumption (nvidia-smi does not report bandwidth); the engine itself runs on CPU
