@@ -20,7 +20,8 @@ async def _recovery(home: Path) -> None:
     registry = app.state.service.registry
     await registry.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             assert (await client.get("/ready")).status_code == 200
             broken = registry.get(MODEL)
 
@@ -53,7 +54,8 @@ async def _short_keep_alive(home: Path) -> list[int]:
     await registry.start()
     codes: list[int] = []
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             async def poll() -> None:  # (not /api/ps: its first call hashes the model file)
                 for _ in range(15):
                     codes.append((await client.get("/health")).status_code)
