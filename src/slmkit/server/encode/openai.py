@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -133,21 +133,9 @@ async def chat_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIte
             out.append(frame(d.index, {}, finish_reason(d.finish)))
         return out
 
-    for i in range(run.choices):
-        yield frame(i, {"role": "assistant", "content": ""})
-    cut: list[str] = []  # why a choice was ended early (the server shutting down)
-    try:
-        async for delta in run.deltas():
-            for text in frames(delta):
-                yield text
-            cut += [delta.interrupted] if delta.interrupted else []
-        if include_usage:
-            yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
-        if cut:
-            yield _sse(error_body(interrupted(cut[0])))
-    except SlmkitError as exc:
-        yield _sse(error_body(exc))
-    yield _sse("[DONE]")
+    opening = [frame(i, {"role": "assistant", "content": ""}) for i in range(run.choices)]
+    async for text in _stream(run, head, include_usage, opening, frames):
+        yield text
 
 
 async def completion_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIterator[str]:
@@ -163,19 +151,32 @@ async def completion_chunks(run: Run, include_usage: bool, logprobs: bool) -> As
             offsets[index] += sum(len(lp.token) for lp in lps)
         return _sse({**head, "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": body}]})
 
+    def frames(d: Delta) -> list[str]:
+        if d.text or d.logprobs or d.finish is not None:
+            return [frame(d.index, d.text, finish_reason(d.finish), d.logprobs)]
+        return []
+
+    opening = [frame(i, text) for i, text in enumerate(run.echo) if text]
+    async for text in _stream(run, head, include_usage, opening, frames):
+        yield text
+
+
+async def _stream(run: Run, head: dict[str, Any], include_usage: bool, opening: list[str],
+                  frames: Callable[[Delta], list[str]]) -> AsyncIterator[str]:
+    """The opening frames, each delta's frames, the usage frame if asked, the error frame of a
+    drain that ended a choice early, then ``[DONE]``; a failure sends its error frame first."""
+    cut: str | None = None  # why a choice was ended early (the server shutting down)
     try:
-        for i, text in enumerate(run.echo):
-            if text:
-                yield frame(i, text)
-        cut: list[str] = []
-        async for d in run.deltas():
-            if d.text or d.logprobs or d.finish is not None:
-                yield frame(d.index, d.text, finish_reason(d.finish), d.logprobs)
-            cut += [d.interrupted] if d.interrupted else []
+        for text in opening:
+            yield text
+        async for delta in run.deltas():
+            for text in frames(delta):
+                yield text
+            cut = cut or delta.interrupted
         if include_usage:
             yield _sse({**head, "choices": [], "usage": usage(run.counts).model_dump()})
         if cut:
-            yield _sse(error_body(interrupted(cut[0])))
+            yield _sse(error_body(interrupted(cut)))
     except SlmkitError as exc:
         yield _sse(error_body(exc))
     yield _sse("[DONE]")
