@@ -89,6 +89,14 @@ class ServerSettings(BaseModel):
                                   "values together); more: 431.")
 
 
+class ResponsesSettings(BaseModel):
+    """Stored responses of the OpenAI Responses API (``store: true``, the default there)."""
+
+    max_count: int = Field(10_000, ge=0, description="Most stored responses (all keys together); the oldest "
+                           "go first. 0: nothing is stored.")
+    max_age_s: float = Field(30 * 86400, gt=0, description="Seconds a stored response is kept (OpenAI: 30 days).")
+
+
 class SecuritySettings(BaseModel):
     """Keys, limits, TLS, CORS and the audit log."""
 
@@ -116,6 +124,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     store: StoreSettings = Field(default_factory=StoreSettings)  # SLM_HOME read at load, not import
     security: SecuritySettings = SecuritySettings()
+    responses: ResponsesSettings = ResponsesSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -128,6 +137,10 @@ class Settings(BaseSettings):
     @property
     def keys_db(self) -> Path:
         return self.store.home / "keys.sqlite"
+
+    @property
+    def responses_db(self) -> Path:
+        return self.store.home / "responses.sqlite"
 
 
 def load_settings(**overrides: object) -> Settings:
