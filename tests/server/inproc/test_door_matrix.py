@@ -262,3 +262,12 @@ async def test_stop_strings(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, stop=["STOP"])
     assert answer.status == 200, answer
     assert answer.text == "one two " and answer.finish == "stop"
+
+
+@pytest.mark.parametrize("name", [f"{MODEL}:latest", "smollm2:135m"])
+@pytest.mark.parametrize("door", DOORS)
+async def test_name_latest_accepted(door: Ask, name: str, home: Path, engines: Engines) -> None:
+    """``name:latest`` (what Ollama clients send) and the catalog's alias are the same model."""
+    answer = await door(home, name)
+    assert answer.status == 200, answer
+    assert list(engines.opened) == [MODEL] and engines[MODEL].requests
