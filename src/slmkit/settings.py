@@ -32,8 +32,9 @@ class EngineSettings(BaseModel):
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="ONNX engine: how long a new static batch "
                                  "waits for more requests to fill its free slots.")
     context_overflow: Literal["error", "truncate"] = "error"
-    prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
-                                  "any more (like llama-server's --cache-ram); 0: off.")
+    prompt_cache_mib: int | None = Field(None, ge=0, description="Host memory for the KV states of prompts no "
+                                         "slot holds any more (like llama-server's --cache-ram), MiB; 0: off; "
+                                         "unset: a quarter of the memory available at load, at most 8 GiB.")
     cache_type_k: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of keys (llama.cpp "
                                                          "engine); q8_0 halves the KV memory, q4_0 quarters it.")
     cache_type_v: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of values.")
