@@ -1,7 +1,8 @@
 """The door matrix: each behaviour of the use-case layer, through every door.
 
-Doors: OpenAI chat, OpenAI completions, Ollama chat, Ollama generate, Anthropic messages (HTTP, in
-process over ASGITransport), and the Python API. ``slm run`` is covered in tests/cli/test_run_door.py.
+Doors: OpenAI chat, OpenAI completions, OpenAI Responses, Ollama chat, Ollama generate, Anthropic
+messages (HTTP, in process over ASGITransport), and the Python API. ``slm run`` is covered in
+tests/cli/test_run_door.py.
 Every door reaches the same FakeEngine, so a test checks both what the client got and what
 reached the engine."""
 
@@ -77,6 +78,26 @@ async def openai_completions(home: Path, model: str = MODEL, prompt: str = "hi",
         return Answer(r.status_code, error=r.json())
     choice = r.json()["choices"][0]
     return Answer(200, choice["text"], choice["finish_reason"])
+
+
+async def openai_responses(home: Path, model: str = MODEL, prompt: str = "hi", key: str | None = None,
+                           **opts: Any) -> Answer:
+    body: dict[str, Any] = {"model": model, "input": prompt}
+    if "max_tokens" in opts:
+        body["max_output_tokens"] = opts.pop("max_tokens")
+    if "format" in opts:
+        body["text"] = {"format": {"type": "json_schema", "name": "r", "schema": opts.pop("format"), "strict": True}}
+    if "tools" in opts:
+        body["tools"] = [{"type": "function", **t["function"]} for t in opts.pop("tools")]
+    r = await _http(home, "/v1/responses", {**body, **opts}, key)
+    if r.status_code != 200:
+        return Answer(r.status_code, error=r.json())
+    output = r.json()["output"]
+    text = "".join(p["text"] for item in output if item["type"] == "message" for p in item["content"])
+    calls = [{"name": i["name"], "arguments": json.loads(i["arguments"])} for i in output
+             if i["type"] == "function_call"]
+    finish = "tool_calls" if calls else "length" if r.json()["status"] == "incomplete" else "stop"
+    return Answer(200, text, finish, calls)
 
 
 def _ollama_options(opts: dict[str, Any]) -> dict[str, Any]:
@@ -163,11 +184,12 @@ async def _to_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-CHAT_DOORS = [openai_chat, ollama_chat, ollama_generate, anthropic_messages, python_api]
-DOORS = [openai_chat, openai_completions, ollama_chat, ollama_generate, anthropic_messages, python_api]
-TOOL_DOORS = [openai_chat, ollama_chat, anthropic_messages, python_api]
-HTTP = {openai_chat: "openai", openai_completions: "openai", ollama_chat: "ollama", ollama_generate: "ollama",
-        anthropic_messages: "anthropic"}
+CHAT_DOORS = [openai_chat, openai_responses, ollama_chat, ollama_generate, anthropic_messages, python_api]
+DOORS = [openai_chat, openai_completions, openai_responses, ollama_chat, ollama_generate, anthropic_messages,
+         python_api]
+TOOL_DOORS = [openai_chat, openai_responses, ollama_chat, anthropic_messages, python_api]
+HTTP = {openai_chat: "openai", openai_completions: "openai", openai_responses: "openai", ollama_chat: "ollama",
+        ollama_generate: "ollama", anthropic_messages: "anthropic"}
 
 
 def check_error_shape(door: Ask, answer: Answer, status: int, param: str | None = None,
@@ -274,3 +296,12 @@ async def test_stop_strings(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, stop=["STOP"])
     assert answer.status == 200, answer
     assert answer.text == "one two " and answer.finish == "stop"
+
+
+@pytest.mark.parametrize("name", [f"{MODEL}:latest", "smollm2:135m"])
+@pytest.mark.parametrize("door", DOORS)
+async def test_name_latest_accepted(door: Ask, name: str, home: Path, engines: Engines) -> None:
+    """``name:latest`` (what Ollama clients send) and the catalog's alias are the same model."""
+    answer = await door(home, name)
+    assert answer.status == 200, answer
+    assert list(engines.opened) == [MODEL] and engines[MODEL].requests
