@@ -157,6 +157,7 @@ async def test_count_tokens_matches_the_prompt(home: Path, engines: Engines) -> 
      "messages.0.content.0.type"),
     ({**BODY, "messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content"),
     ({**BODY, "tools": [{"name": "bad name!", "input_schema": {}}]}, "tools.0.name"),
+    ({**BODY, "tools": [{"name": "t", "input_schema": {"type": "no-such-type"}}]}, "tools.0.input_schema"),
     ({**BODY, "tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
 ])
 async def test_bad_input_is_400_naming_the_field(body: dict[str, Any], param: str, home: Path,

@@ -17,8 +17,8 @@ from slmkit.server.protocol.fields import Count, RequestBody, TopK, Unit
 from slmkit.server.usecases.calls import ChatCall, GenOptions, OutputFormat, Params
 
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]  # Anthropic's range
-PARAMS = Params(input="messages", tools="tools", tool_choice="tool_choice", max_tokens="max_tokens",
-                stop="stop_sequences")
+PARAMS = Params(input="messages", tools="tools", tool_choice="tool_choice", tool_schema="input_schema",
+                max_tokens="max_tokens", stop="stop_sequences")
 
 
 class TextBlock(BaseModel):

@@ -91,6 +91,7 @@ class Params:
     input: str = "messages"
     tools: str = "tools"
     tool_choice: str = "tool_choice"
+    tool_schema: str = "function.parameters"  # a tool's JSON schema, below tools.N
     max_tokens: str = "max_tokens"
     stop: str = "stop"
 

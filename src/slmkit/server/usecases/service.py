@@ -233,7 +233,8 @@ class GenerationService:
     def _plan(call: ChatCall) -> ToolPlan | None:  # builds a grammar: called in a worker thread
         if call.tools is None and call.tool_choice is None:
             return None
-        plan = plan_tools(parse_tools(call.tools, call.params.tools), call.tool_choice, call.parallel_tool_calls)
+        tools = parse_tools(call.tools, call.params.tools, call.params.tool_schema)
+        plan = plan_tools(tools, call.tool_choice, call.parallel_tool_calls)
         if plan is not None and call.format is not None:
             raise InvalidRequest(f"{call.format.param} and tools cannot be combined", param=call.format.param)
         return plan
