@@ -10,7 +10,7 @@ FastAPI builds the document from the routes; ``truthful(document)`` then rewrite
 * errors are ``{"error": {"message", "type", "param", "code"}}`` outside ``/api/`` and
   ``{"error": "..."}`` under it (Ollama's shape);
 * streamed routes add ``text/event-stream`` (OpenAI) or ``application/x-ndjson`` (Ollama);
-  ``/metrics`` is Prometheus text; ``/api/copy`` and ``/api/delete`` answer 200 with no body.
+  ``/metrics`` is Prometheus text; ``/api/copy``, ``/api/delete`` and ``/api/blobs`` answer with no body.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ REASONS = {400: "Invalid request", 401: "Missing or invalid API key",
 PROBES = frozenset({"/health", "/ready"})
 SSE = frozenset({"/v1/chat/completions", "/v1/completions"})
 NDJSON = frozenset({"/api/generate", "/api/chat", "/api/pull", "/api/create"})
-NO_BODY = frozenset({"/api/copy", "/api/delete"})
+NO_BODY = frozenset({"/api/copy", "/api/delete", "/api/blobs/{digest}"})
 NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
                            "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
                            "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize"})
