@@ -26,6 +26,7 @@ class FakeStream:
     def __init__(self, engine: FakeEngine, request: GenerationRequest, text: str) -> None:
         self.engine, self.request, self.text = engine, request, text
         self.cancelled = False
+        self.scored = False
 
     def __aiter__(self) -> AsyncIterator[TokenEvent]:
         return self._events()
@@ -38,6 +39,9 @@ class FakeStream:
             data = self.text.encode()
             limit = min(request.max_tokens or engine.context_length, engine.context_length - len(request.prompt))
             done = 0
+            if request.max_tokens == 0:  # scoring the prompt only
+                yield self._event("", [], 0, FinishReason.LENGTH)
+                return
             for byte in data:
                 await asyncio.sleep(engine.delay_s)
                 if self.cancelled:
@@ -60,8 +64,14 @@ class FakeStream:
     def _event(self, text: str, ids: list[int], done: int, finish: FinishReason | None,
                lps: list[TokenLogprob] | None = None) -> TokenEvent:
         timings = {"prompt_s": 0.001, "generation_s": 0.002} if finish is not None else {}
-        return TokenEvent(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(self.request.prompt),
-                          completion_tokens=done, logprobs=lps or [], timings=timings)
+        event = TokenEvent(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(self.request.prompt),
+                           completion_tokens=done, logprobs=lps or [], timings=timings)
+        if self.request.prompt_logprobs is not None and not self.scored:  # the first event: -0.25 a token
+            self.scored = True
+            event.prompt_logprobs = [TokenLogprob(self.engine.piece(t), None if i == 0 else -0.25,
+                                                  list(self.engine.piece(t).encode()))
+                                     for i, t in enumerate(self.request.prompt)]
+        return event
 
     def cancel(self) -> None:
         self.cancelled = True

@@ -36,6 +36,7 @@ class Delta:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # once per choice, when scoring the prompt
     token_ids: list[int] = field(default_factory=list)
     finish: Finish | None = None
     completion_tokens: int = 0  # the choice's total so far
@@ -51,6 +52,7 @@ class ChoiceOut:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     finish: Finish = Finish.STOP
     completion_tokens: int = 0
@@ -71,6 +73,7 @@ class Run:
     plan: ToolPlan | None = None
     echo: list[str] = field(default_factory=list)  # per choice: the prompt text to echo ("" for none)
     load_s: float = 0.0  # seconds spent loading the model for this call
+    prompt_logprobs: bool = False  # each choice's first delta carries its prompt's logprobs (echo with logprobs)
     counts: TokenCounts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,8 +117,8 @@ class Run:
                 if splitter.repeated:
                     self.generation.streams[index].cancel()
                 delta = Delta(index=index, text=text, tool_calls=calls, logprobs=event.logprobs,
-                              token_ids=event.token_ids, completion_tokens=event.completion_tokens,
-                              timings=event.timings)
+                              prompt_logprobs=event.prompt_logprobs, token_ids=event.token_ids,
+                              completion_tokens=event.completion_tokens, timings=event.timings)
                 if event.finish_reason is not None:
                     delta.text += splitter.finish()
                     delta.finish = _finish(event.finish_reason, bool(splitter.calls))
@@ -137,6 +140,7 @@ class Run:
             choice.text += delta.text
             choice.tool_calls += delta.tool_calls
             choice.logprobs += delta.logprobs
+            choice.prompt_logprobs += delta.prompt_logprobs
             choice.token_ids += delta.token_ids
             choice.completion_tokens = delta.completion_tokens
             if delta.finish is not None:

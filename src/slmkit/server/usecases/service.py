@@ -17,7 +17,7 @@ from slmkit.engine.base import Embedder, Engine, GenerationRequest, SamplingPara
 from slmkit.engine.llamacpp.grammar import json_object_grammar, json_schema_grammar
 from slmkit.errors import ContextLengthExceeded, Forbidden, InvalidRequest
 from slmkit.server.context import Principal, request_context
-from slmkit.server.generation import Generation
+from slmkit.server.generation import Generation, PromptOnly
 from slmkit.server.metrics import Metrics
 from slmkit.server.registry import ModelRegistry
 from slmkit.server.tools import ToolPlan, parse_tools, plan_tools
@@ -39,6 +39,7 @@ class Prepared:
     params: Params
     plan: ToolPlan | None = None
     echo: bool = False
+    prompt_logprobs: int | None = None  # score the prompt too (echo with logprobs), this many alternatives
     load_s: float = 0.0
 
 
@@ -111,10 +112,10 @@ class GenerationService:
     def start(self, prepared: Prepared) -> Run:
         """Admit a prepared request to its engine (``Overloaded`` when the queue is full)."""
         p = prepared
-        generation = self._start(p.engine, p.prompts, p.options, p.grammar, p.params)
+        generation = self._start(p.engine, p.prompts, p.options, p.grammar, p.prompt_logprobs)
         echo = [p.engine.detokenize(generation.prompts[i // p.options.n]) if p.echo else ""
                 for i in range(len(generation.streams))]
-        return Run(generation, p.plan, echo, p.load_s)
+        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None)
 
     async def prepare_chat(self, call: ChatCall) -> Prepared:
         started = time.perf_counter()
@@ -149,6 +150,9 @@ class GenerationService:
         options = self._options(engine, call.options, call.params)
         if options.max_tokens is None and call.default_max_tokens is not None:
             options = replace(options, max_tokens=call.default_max_tokens)
+        if options.max_tokens == 0 and not call.echo:
+            raise InvalidRequest("max_tokens must be at least 1; 0 only scores the prompt, with echo",
+                                 param=call.params.max_tokens)
         grammar = await _grammar(call.format)
         tokens = await asyncio.to_thread(
             lambda: [prompts.text_tokens(engine, p, parse_special=call.parse_special, param=call.params.input)
@@ -162,7 +166,7 @@ class GenerationService:
         options = self._fit(engine, options, max(tokens, key=len))
         self._check_prompts(engine, tokens, options, call.params)
         return Prepared(engine, tokens, options, grammar, call.params, echo=call.echo,
-                        load_s=time.perf_counter() - started)
+                        prompt_logprobs=options.logprobs if call.echo else None, load_s=time.perf_counter() - started)
 
     async def embed(self, call: EmbedCall) -> EmbeddingResult:
         """Unit-length vectors, one per input; over-long inputs cut when ``truncate``, else 400;
@@ -245,7 +249,7 @@ class GenerationService:
         if room < 1:
             raise ContextLengthExceeded(f"the prompt has {len(prompt)} tokens, more than "
                                         f"options.num_ctx={options.num_ctx}", param="options.num_ctx")
-        return replace(options, max_tokens=min(options.max_tokens or room, room))
+        return replace(options, max_tokens=room if options.max_tokens is None else min(options.max_tokens, room))
 
     def _check_prompts(self, engine: Engine, prompts_: list[list[int]], options: GenOptions, params: Params) -> None:
         settings = self.registry.settings.engine
@@ -260,18 +264,21 @@ class GenerationService:
             prompts.check_context(engine, prompt, options.max_tokens, params.input)
 
     def _start(self, engine: Engine, prompts_: list[list[int]], options: GenOptions, grammar: str | None,
-               params: Params) -> Generation:
-        """Queue one request per prompt and choice (all checks are done by then)."""
+               prompt_logprobs: int | None = None) -> Generation:
+        """Queue one request per prompt and choice (all checks are done by then). A request
+        that neither generates nor scores (``max_tokens`` 0 without logprobs) needs no engine."""
         sampling = options.sampling(grammar)
         gid = uuid.uuid4().hex[:24]
         pairs = [(p, k) for p in prompts_ for k in range(options.n)]
         requests = [GenerationRequest(prompt=p, sampling=_choice_sampling(sampling, k), max_tokens=options.max_tokens,
-                                      stop=options.stop or (), logprobs=options.logprobs, request_id=f"{gid}/{i}")
+                                      stop=options.stop or (), logprobs=options.logprobs,
+                                      prompt_logprobs=prompt_logprobs, request_id=f"{gid}/{i}")
                     for i, (p, k) in enumerate(pairs)]
+        idle = options.max_tokens == 0 and prompt_logprobs is None
         streams: list[TokenEvents] = []
         try:
             for request in requests:
-                streams.append(engine.generate(request))
+                streams.append(PromptOnly(request.prompt) if idle else engine.generate(request))
         except Exception:
             for stream in streams:
                 stream.cancel()
