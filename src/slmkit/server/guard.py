@@ -30,9 +30,9 @@ from slmkit.errors import (
     Unauthorized,
 )
 from slmkit.server.audit import AuditLog
-from slmkit.server.auth import KeyStore, check_static, parse_bearer
+from slmkit.server.auth import KeyStore, check_static, credential
 from slmkit.server.context import ANONYMOUS, Principal, RequestContext, current_request
-from slmkit.server.errors import error_body
+from slmkit.server.errors import error_body, error_status
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.policy import Policy, match
@@ -69,8 +69,10 @@ class GuardState:
             self._keys_checked = (time.monotonic(), value)
         return value
 
-    def authenticate(self, header: str | None) -> Principal:
-        token = parse_bearer(header)
+    def authenticate(self, header: str | None, api_key: str | None = None) -> Principal:
+        """The caller of ``Authorization: Bearer KEY`` or, without that header, ``x-api-key: KEY``
+        (Anthropic's clients send that one)."""
+        token = credential(header, api_key)
         static = self.settings.security.api_key
         if static is not None and check_static(token, static.get_secret_value()):
             return Principal(name="static-key", admin=True)
@@ -107,7 +109,7 @@ class Guard:
             finally:
                 self.state.active -= 1
         except SlmkitError as exc:
-            status["code"] = exc.status
+            status["code"] = error_status(scope["path"], exc)
             self.state.metrics.errors.labels(exc.code).inc()
             if isinstance(exc, RateLimited):
                 self.state.metrics.rate_limited.inc()
@@ -131,7 +133,7 @@ class Guard:
             return ANONYMOUS
         if scope["path"] == "/" or scope["path"].startswith("/static/"):
             return ANONYMOUS  # the chat page holds no data; it asks for a key when its API calls get 401
-        return self.state.authenticate(_header(scope, b"authorization"))
+        return self.state.authenticate(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
 
     def _authorize(self, who: Principal, body: bytes, policy: Policy, path_params: dict[str, Any]) -> None:
         """The route's declared policy (see ``server.policy``)."""
@@ -240,4 +242,4 @@ def _error(scope: Scope, exc: SlmkitError) -> JSONResponse:
     headers = exc.headers()
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse(body, status_code=error_status(scope["path"], exc), headers=headers)

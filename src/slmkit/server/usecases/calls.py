@@ -92,6 +92,7 @@ class Params:
     tools: str = "tools"
     tool_choice: str = "tool_choice"
     max_tokens: str = "max_tokens"
+    stop: str = "stop"
 
 
 @dataclass

@@ -115,7 +115,8 @@ class GenerationService:
         generation = self._start(p.engine, p.prompts, p.options, p.grammar, p.prompt_logprobs)
         echo = [p.engine.detokenize(generation.prompts[i // p.options.n]) if p.echo else ""
                 for i in range(len(generation.streams))]
-        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None)
+        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None,
+                   stops=p.options.stop or (), detokenize=p.engine.detokenize)
 
     async def prepare_chat(self, call: ChatCall) -> Prepared:
         started = time.perf_counter()
@@ -127,10 +128,7 @@ class GenerationService:
         plan = await asyncio.to_thread(self._plan, call)
         grammar = plan.grammar if plan is not None else await _grammar(call.format)
         truncate, room, limit = self._truncation(engine, call.truncate, options)
-        entry = self.registry.entry(engine.name)
-        prompt = await asyncio.to_thread(
-            prompts.chat_tokens, engine, call.messages, profile=entry.profile if entry else None,
-            template=entry.template if entry else None, plan=plan, truncate=truncate, room=room, limit=limit)
+        prompt = await self._render(engine, call, plan, truncate, room, limit)
         if call.context:
             engine.info.check_tokens(call.context, "context")
             kept = max(limit - room - len(prompt), 0) if truncate else len(call.context)
@@ -138,6 +136,23 @@ class GenerationService:
         options = self._fit(engine, options, prompt)
         self._check_prompts(engine, [prompt], options, call.params)
         return Prepared(engine, [prompt], options, grammar, call.params, plan, load_s=time.perf_counter() - started)
+
+    async def count_chat(self, call: ChatCall) -> int:
+        """The prompt tokens ``chat`` would send for this call (profile, tools and template
+        applied as they would be); nothing is generated and no context check applies."""
+        engine = await self.load(call.model, keep_alive=call.keep_alive, principal=call.principal)
+        if len(call.messages) > self.limits.max_messages:
+            raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param=call.params.input)
+        plan = await asyncio.to_thread(self._plan, call)
+        return len(await self._render(engine, call, plan, truncate=False, room=1))
+
+    async def _render(self, engine: Engine, call: ChatCall, plan: ToolPlan | None, truncate: bool,
+                      room: int, limit: int | None = None) -> list[int]:
+        """The chat's prompt tokens, rendered in a worker thread with the served profile."""
+        entry = self.registry.entry(engine.name)
+        return await asyncio.to_thread(
+            prompts.chat_tokens, engine, call.messages, profile=entry.profile if entry else None,
+            template=entry.template if entry else None, plan=plan, truncate=truncate, room=room, limit=limit)
 
     async def prepare_completion(self, call: CompletionCall) -> Prepared:
         started = time.perf_counter()
@@ -218,7 +233,7 @@ class GenerationService:
         if options.n > self.limits.max_n:
             raise InvalidRequest(f"n may be at most {self.limits.max_n}", param="n")
         if len(options.stop or ()) > self.limits.max_stop:
-            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param="stop")
+            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param=params.stop)
         if options.logit_bias:
             engine.info.check_tokens(list(options.logit_bias), "logit_bias")
         return options
