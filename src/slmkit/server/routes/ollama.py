@@ -31,6 +31,7 @@ from slmkit.server.protocol.ollama import (
 )
 from slmkit.server.routes.common import service, until_disconnected
 from slmkit.server.usecases.calls import ChatCall
+from slmkit.store.aliases import tagged
 
 router = APIRouter(tags=["ollama"])
 # The Ollama API version whose behaviour these routes follow (clients gate features on it).
@@ -53,7 +54,7 @@ async def _load_only(request: Request, body: OllamaRequest, field: str) -> dict[
 async def generate(body: GenerateRequest, request: Request) -> Any:
     started = time.perf_counter()
     call = body.to_call()
-    if not body.prompt and not body.system:
+    if not body.prompt:  # with a system prompt alone too, as Ollama does
         return await _load_only(request, body, "response")
     run = await service(request).chat(call) if isinstance(call, ChatCall) else await service(request).complete(call)
     lines = wire.generate_lines(run, body.model, started, run.load_s, with_context=not body.raw)
@@ -78,7 +79,7 @@ async def chat(body: ChatRequest, request: Request) -> Any:
 
 # -- embeddings --------------------------------------------------------------------------
 @router.post("/api/embed")
-@model_route(model_kind="embedding")
+@model_route(model_kind="embedding", body="batch")
 async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
     result = await until_disconnected(request, service(request).embed(body.to_call()))
     return EmbedResponse(model=body.model, embeddings=result.vectors, total_duration=wire.ns(result.total_s),
@@ -99,7 +100,7 @@ def _details(facts: GgufFacts) -> Details:
                    quantization_level=facts.quantization)
 
 
-@router.get("/api/tags")
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
 @open_route()
 async def tags(request: Request) -> TagsResponse:
     """Every model this server can serve (loaded or not)."""
@@ -111,9 +112,9 @@ async def tags(request: Request) -> TagsResponse:
             resolved, facts = await registry.facts(name)
         except SlmkitError:
             continue  # e.g. a configured file that is broken: /api/show says why
-        entries.append(ModelEntry(name=name, model=name, modified_at=rfc3339(resolved.path.stat().st_mtime),
-                                  size=facts.size_bytes, digest=await registry.digest(resolved.path),
-                                  details=_details(facts)))
+        digest = resolved.digest.removeprefix("sha256:") if resolved.digest else await registry.digest(resolved.path)
+        entries.append(ModelEntry(name=tagged(name), model=tagged(name), size=facts.size_bytes, digest=digest,
+                                  modified_at=rfc3339(resolved.path.stat().st_mtime), details=_details(facts)))
     return TagsResponse(models=entries)
 
 
@@ -130,14 +131,15 @@ async def ps(request: Request) -> PsResponse:
             continue
         expires = entry.expires_at()
         out.append(RunningEntry(
-            name=entry.name, model=entry.name, size=entry.memory_bytes, digest=await registry.digest(entry.path),
-            details=_details(entry.facts), context_length=entry.engine.context_length,
+            name=tagged(entry.name), model=tagged(entry.name), size=entry.memory_bytes,
+            digest=await registry.digest(entry.path), details=_details(entry.facts),
+            context_length=entry.engine.context_length,
             slots=entry.engine.info.slots,
             expires_at=rfc3339(expires if expires is not None else time.time() + _FOREVER_S)))
     return PsResponse(models=out)
 
 
-@router.get("/api/version")
+@router.api_route("/api/version", methods=["GET", "HEAD"])
 @open_route()
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "slmkit": __version__}
