@@ -111,6 +111,7 @@ class ChatCall:
     keep_alive: float | None = None
     context: list[int] | None = None  # tokens before the prompt (Ollama's generate ``context``)
     truncate: bool | None = None  # drop the oldest turns to fit (None: the server's setting)
+    continue_final: bool = False  # a final assistant message is continued, not closed (Anthropic's prefill)
     principal: Principal | None = None  # the caller; None: the current request's
     params: Params = field(default_factory=Params)
 
