@@ -21,7 +21,17 @@ from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.policy import check_routes, flat_routes
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import anthropic, health, ollama, ollama_store, openai, page, responses, tokenize
+from slmkit.server.routes import (
+    anthropic,
+    health,
+    ollama,
+    ollama_blobs,
+    ollama_store,
+    openai,
+    page,
+    responses,
+    tokenize,
+)
 from slmkit.server.stored_responses import ResponseStore
 from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
@@ -69,6 +79,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     app.include_router(page.router)
     page.mount_static(app)
     app.include_router(ollama_store.router)
+    app.include_router(ollama_blobs.router)
     guard.routes = flat_routes(app.router.routes)
     check_routes(guard.routes)
     app.add_middleware(Guard, state=guard)

@@ -95,9 +95,10 @@ class Guard:
         try:
             if self.state.draining:
                 raise ServiceUnavailable("the server is shutting down", retry_after=5)
-            body, receive = await self._read_body(scope, receive)
+            policy, path_params = match(self.state.routes, scope)
+            body, receive = await self._read_body(scope, receive, policy)
             ctx.principal = self._principal(scope)
-            self._authorize(scope, ctx.principal, body)
+            self._authorize(ctx.principal, body, policy, path_params)
             extra = self._admit(ctx)
             admitted = True
             if ctx.capture:
@@ -134,9 +135,8 @@ class Guard:
             return ANONYMOUS  # the chat page holds no data; it asks for a key when its API calls get 401
         return self.state.authenticate(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
 
-    def _authorize(self, scope: Scope, who: Principal, body: bytes) -> None:
+    def _authorize(self, who: Principal, body: bytes, policy: Policy, path_params: dict[str, Any]) -> None:
         """The route's declared policy (see ``server.policy``)."""
-        policy, path_params = match(self.state.routes, scope)
         if policy.kind == "admin" and not who.admin:
             raise AdminRequired("this route changes the model store: it needs a key created with --admin")
         if policy.kind != "model" or who.models is None:
@@ -155,8 +155,12 @@ class Guard:
         ctx.charge = lambda n: self.state.limiter.charge(who, n)
         return headers
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
-        cap = self.state.settings.server.max_body_bytes
+    async def _read_body(self, scope: Scope, receive: Receive, policy: Policy) -> tuple[bytes, Receive]:
+        """The body, read under the cap the route declares (a ``stream`` route reads its own)."""
+        if policy.body == "stream":
+            return b"", receive
+        server = self.state.settings.server
+        cap = server.max_batch_body_bytes if policy.body == "batch" else server.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > cap:
             raise PayloadTooLarge(f"request body over the {cap}-byte limit")

@@ -11,7 +11,7 @@ FastAPI builds the document from the routes; ``truthful(document)`` then rewrite
   ``{"error": "..."}`` under it (Ollama's shape), ``{"type": "error", "error": {"type", "message"}}``
   under ``/v1/messages`` (Anthropic's, where a full queue is 529);
 * streamed routes add ``text/event-stream`` (OpenAI, Anthropic) or ``application/x-ndjson`` (Ollama);
-  ``/metrics`` is Prometheus text; ``/api/copy`` and ``/api/delete`` answer 200 with no body.
+  ``/metrics`` is Prometheus text; ``/api/copy``, ``/api/delete`` and ``/api/blobs`` answer with no body.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ SSE = frozenset({"/v1/chat/completions", "/v1/completions"})
 SSE_EVENTS = frozenset({"/v1/responses", "/v1/messages"})
 ANTHROPIC = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 NDJSON = frozenset({"/api/generate", "/api/chat", "/api/pull", "/api/create"})
-NO_BODY = frozenset({"/api/copy", "/api/delete"})
+NO_BODY = frozenset({"/api/copy", "/api/delete", "/api/blobs/{digest}"})
 NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
                            "/v1/messages", "/v1/messages/count_tokens",
                            "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",

@@ -298,6 +298,25 @@ async def test_stop_strings(door: Ask, home: Path, engines: Engines) -> None:
     assert answer.text == "one two " and answer.finish == "stop"
 
 
+LONG = "BEGIN " + "word " * 600 + "END"  # ~3000 tokens (FakeEngine reads bytes), over the 2048 context
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_over_long_input(door: Ask, home: Path, engines: Engines) -> None:
+    """Ollama's doors truncate by default (the prompt's end stays; ``truncate: false``: 400); the
+    OpenAI doors and the Python API answer context_length_exceeded (OpenAI's way)."""
+    answer = await door(home, prompt=LONG, max_tokens=8)
+    if door in (ollama_chat, ollama_generate):
+        assert answer.status == 200, answer
+        request = engines[MODEL].requests[-1]
+        prompt = engines[MODEL].detokenize(request.prompt)
+        assert len(request.prompt) + 8 <= 2048 and "END" in prompt and "BEGIN" not in prompt
+        check_error_shape(door, await door(home, prompt=LONG, max_tokens=8, truncate=False), 400)
+    else:
+        check_error_shape(door, answer, 400, code="context_length_exceeded")
+    assert not engines[MODEL].requests or door in (ollama_chat, ollama_generate)  # the last app's engine
+
+
 @pytest.mark.parametrize("name", [f"{MODEL}:latest", "smollm2:135m"])
 @pytest.mark.parametrize("door", DOORS)
 async def test_name_latest_accepted(door: Ask, name: str, home: Path, engines: Engines) -> None:
