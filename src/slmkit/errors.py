@@ -66,6 +66,14 @@ class ModelNotFound(SlmkitError):
         self.model = model  # the name asked for, when a served name was unknown
 
 
+class NotFound(SlmkitError):
+    """A stored object (a response) that does not exist, has expired, or belongs to another key."""
+
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
 class ModelLoadError(SlmkitError):
     status = 500
     code = "model_load_failed"

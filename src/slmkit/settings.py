@@ -32,8 +32,9 @@ class EngineSettings(BaseModel):
     batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="ONNX engine: how long a new static batch "
                                  "waits for more requests to fill its free slots.")
     context_overflow: Literal["error", "truncate"] = "error"
-    prompt_cache_mib: int = Field(256, ge=0, description="Host memory for the KV states of prompts no slot holds "
-                                  "any more (like llama-server's --cache-ram); 0: off.")
+    prompt_cache_mib: int | None = Field(None, ge=0, description="Host memory for the KV states of prompts no "
+                                         "slot holds any more (like llama-server's --cache-ram), MiB; 0: off; "
+                                         "unset: a quarter of the memory available at load, at most 8 GiB.")
     cache_type_k: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of keys (llama.cpp "
                                                          "engine); q8_0 halves the KV memory, q4_0 quarters it.")
     cache_type_v: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache type of values.")
@@ -89,6 +90,14 @@ class ServerSettings(BaseModel):
                                   "values together); more: 431.")
 
 
+class ResponsesSettings(BaseModel):
+    """Stored responses of the OpenAI Responses API (``store: true``, the default there)."""
+
+    max_count: int = Field(10_000, ge=0, description="Most stored responses (all keys together); the oldest "
+                           "go first. 0: nothing is stored.")
+    max_age_s: float = Field(30 * 86400, gt=0, description="Seconds a stored response is kept (OpenAI: 30 days).")
+
+
 class SecuritySettings(BaseModel):
     """Keys, limits, TLS, CORS and the audit log."""
 
@@ -116,6 +125,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     store: StoreSettings = Field(default_factory=StoreSettings)  # SLM_HOME read at load, not import
     security: SecuritySettings = SecuritySettings()
+    responses: ResponsesSettings = ResponsesSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -128,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def keys_db(self) -> Path:
         return self.store.home / "keys.sqlite"
+
+    @property
+    def responses_db(self) -> Path:
+        return self.store.home / "responses.sqlite"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -94,6 +94,7 @@ def test_conversions_are_registered_as_gguf(gguf_home: dict[str, Any], smollm_hf
     assert _fields(gguf_home["paths"]["q8_0"])["general.file_type"] == 7  # MOSTLY_Q8_0
     assert not list((gguf_home["home"] / "tmp").glob("convert-*"))
     listed = json.loads(slm("list", "--json", home=gguf_home["home"]).stdout)
+    listed = [m for m in listed if m["source"]["kind"] != "embedded"]  # the store's own
     assert {(m["name"], m["model"]["format"]) for m in listed} == {(smollm_hf.name, "gguf"),
                                                                    ("smol-roundtrip", "gguf")}
 

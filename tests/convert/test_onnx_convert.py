@@ -51,7 +51,8 @@ def test_int4_and_int8_are_registered_as_onnx(onnx_home: dict[str, Any]) -> None
 def test_list_shows_onnx_models(onnx_home: dict[str, Any]) -> None:
     done = slm("list", "--json", home=onnx_home["home"])
     assert done.returncode == 0, done.stderr
-    listed = {(m["name"], m["tag"]): m["model"]["format"] for m in json.loads(done.stdout)}
+    listed = {(m["name"], m["tag"]): m["model"]["format"] for m in json.loads(done.stdout)
+              if m["source"]["kind"] != "embedded"}
     assert listed == {(MODEL, "onnx-int4"): "onnx", (MODEL, "latest"): "onnx"}
 
 

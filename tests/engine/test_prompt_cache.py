@@ -38,3 +38,20 @@ def test_the_budget_is_kept() -> None:
         for doc in (DOC_A, DOC_B, DOC_A):
             assert model.chat(conversation(doc, "Summarize."), max_tokens=4, temperature=0).text
         assert model.stats()["prompt_cache_bytes"] <= 2**20
+
+
+def test_the_default_budget_follows_the_memory_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the budget is a quarter of the memory available at load, at most llama-server's 8 GiB."""
+    from slmkit.catalog import hardware
+    from slmkit.engine.llamacpp import engine
+    from slmkit.engine.llamacpp.prompt_cache import DEFAULT_MAX_BYTES, default_budget
+    from slmkit.settings import EngineSettings
+
+    assert default_budget(4 * 2**30) == 2**30 and default_budget(64 * 2**30) == DEFAULT_MAX_BYTES == 8 * 2**30
+    assert default_budget(0) == 0
+    monkeypatch.setattr(hardware, "available_memory", lambda: 2 * 2**30)
+    assert EngineSettings().prompt_cache_mib is None
+    assert engine.prompt_cache_budget(EngineSettings()) == 2**29
+    assert engine.prompt_cache_budget(EngineSettings(prompt_cache_mib=0)) == 0
+    assert engine.prompt_cache_budget(EngineSettings(prompt_cache_mib=64)) == 64 * 2**20
+    assert 0 < hardware.available_memory() <= hardware.probe().ram_total

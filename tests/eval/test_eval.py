@@ -64,6 +64,22 @@ def test_drift_is_zero_against_itself_and_positive_against_q4_0(q4_0: Path) -> N
     assert ref["perplexity"]["perplexity"] == pytest.approx(same["perplexity"]["perplexity"])
 
 
+def test_kv_types_drift_from_the_f16_cache(tmp_path: Path) -> None:
+    """--kv-types: the same weights with each KV cache type; f16 is the reference, quantized caches drift."""
+    out = _slm("eval", MODEL, "--kv-types", "f16,q8_0,q4_0", "--no-tasks", *SMALL, "-o", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    ref, q8, q4 = json.loads(out.stdout)["models"]
+    assert [m["kv_type"] for m in (ref, q8, q4)] == ["f16", "q8_0", "q4_0"]
+    assert ref["file"] == q8["file"] == q4["file"] and q8["name"] == f"{MODEL} (KV q8_0)"
+    assert 0 < q8["drift"]["kl_mean"] < q4["drift"]["kl_mean"]  # fewer bits, more drift
+    assert q8["drift"]["top1_agreement"] > 0.9
+    assert f"| {MODEL} (KV q4_0) |" in (tmp_path / "eval.md").read_text()
+    bad = _slm("eval", MODEL, MODEL, "--kv-types", "f16,q8_0", "--no-tasks", *SMALL)
+    assert bad.returncode != 0 and "one GGUF model" in bad.stderr
+    bad = _slm("eval", MODEL, "--kv-types", "f16,q5_1", "--no-tasks", *SMALL)
+    assert bad.returncode != 0 and "--kv-types takes" in bad.stderr
+
+
 def test_task_suite_reports_pass_rate_per_task() -> None:
     out = _slm("eval", MODEL, "--no-perplexity", "--threads", "1", "--json")
     assert out.returncode == 0, out.stderr

@@ -89,7 +89,7 @@ def test_huge_keep_alive_is_forever_and_ps_answers(http: httpx.Client) -> None:
     assert http.post("/api/generate", json={**GENERATE, "keep_alive": 1e12}).status_code == 200
     ps = http.get("/api/ps")
     assert ps.status_code == 200, ps.text
-    assert {m["name"]: m["expires_at"] for m in ps.json()["models"]}[MODEL] > "2100"
+    assert {m["name"]: m["expires_at"] for m in ps.json()["models"]}[f"{MODEL}:latest"] > "2100"
     assert http.post("/api/generate", json={**GENERATE, "keep_alive": "5m"}).status_code == 200
 
 

@@ -96,8 +96,8 @@ def test_embed_truncation(server: ServerProcess) -> None:
 
 def test_list_show_ps(ollama_client: ollama.Client) -> None:
     names = [m.model for m in ollama_client.list().models]
-    assert MODEL in names and EMBED_MODEL in names
-    entry = next(m for m in ollama_client.list().models if m.model == MODEL)
+    assert f"{MODEL}:latest" in names and f"{EMBED_MODEL}:latest" in names  # name:tag, as Ollama lists
+    entry = next(m for m in ollama_client.list().models if m.model == f"{MODEL}:latest")
     assert entry.size > 1_000_000 and len(entry.digest) == 64
     assert entry.details.family == "llama" and entry.details.quantization_level == "Q4_1"
     show = ollama_client.show(MODEL)
@@ -107,7 +107,7 @@ def test_list_show_ps(ollama_client: ollama.Client) -> None:
     assert show.details.parameter_size == "135M"
     assert ollama_client.show(EMBED_MODEL).capabilities == ["embedding"]
     ollama_client.chat(model=MODEL, messages=HELLO, options={"num_predict": 1})
-    running = {m.model: m for m in ollama_client.ps().models}
+    running = {(m.model or "").removesuffix(":latest"): m for m in ollama_client.ps().models}
     assert MODEL in running
     assert running[MODEL].size > entry.size  # weights plus KV cache
     assert running[MODEL].context_length == 1024 and running[MODEL].expires_at is not None

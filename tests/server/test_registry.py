@@ -40,7 +40,10 @@ def multi(gemma_path: Path, workdir: Path) -> Iterator[ServerProcess]:
 
 
 def _loaded(server: ServerProcess) -> dict[str, dict[str, object]]:
-    return {m["name"]: m for m in httpx.get(f"{server.url}/api/ps").json()["models"]}
+    """/api/ps by served name (it names each model name:tag, ':latest' when untagged)."""
+    models = httpx.get(f"{server.url}/api/ps").json()["models"]
+    assert all(":" in m["name"] and m["model"] == m["name"] for m in models)
+    return {m["name"].removesuffix(":latest"): m for m in models}
 
 
 def _log(workdir: Path, name: str) -> str:
@@ -57,7 +60,7 @@ def test_models_load_on_demand_and_concurrent_requests_load_once(multi: ServerPr
     assert list(_loaded(multi)) == [MODEL]  # only the default model at start
     served = [m["id"] for m in httpx.get(f"{multi.base_url}/models").json()["data"]]
     assert served[:2] == [MODEL, GEMMA] and EMBED_MODEL in served
-    assert GEMMA in [m["name"] for m in httpx.get(f"{multi.url}/api/tags").json()["models"]]
+    assert f"{GEMMA}:latest" in [m["name"] for m in httpx.get(f"{multi.url}/api/tags").json()["models"]]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(lambda _: _chat(multi, GEMMA), range(4)))
     assert [r.status_code for r in replies] == [200] * 4
@@ -77,7 +80,7 @@ def test_lru_eviction_past_max_loaded_models(multi: ServerProcess) -> None:
     time.sleep(1.1)
     assert _chat(multi, MODEL).status_code == 200  # loads again, evicting Gemma
     assert set(_loaded(multi)) == {EMBED_MODEL, MODEL}
-    ps = {m.model: m for m in client.ps().models}
+    ps = {(m.model or "").removesuffix(":latest"): m for m in client.ps().models}
     assert ps[MODEL].size > 0 and ps[MODEL].context_length == 512
 
 

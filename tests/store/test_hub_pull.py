@@ -52,6 +52,12 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "slmhome"
 
 
+def stored(home: Path) -> list[dict[str, object]]:
+    """`slm list --json` without the embedded models it also lists."""
+    listed = json.loads(slm("list", "--json", home=home).stdout)
+    return [m for m in listed if m["source"]["kind"] != "embedded"]
+
+
 def _blob_files(home: Path) -> list[Path]:
     return sorted((home / "blobs").glob("sha256-*")) if (home / "blobs").is_dir() else []
 
@@ -76,8 +82,26 @@ def test_pull_catalog_name_downloads_verifies_and_registers(hub: FakeHub, home: 
     shown = slm("show", "smollm2-135m", "--json", home=home, hub=hub)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["architecture"] == "llama"
-    listed = json.loads(slm("list", "--json", home=home).stdout)
+    listed = stored(home)
     assert [f"{m['name']}:{m['tag']}" for m in listed] == ["smollm2-135m:q4_k_m"]
+
+
+QWEN_REPO = "unsloth/Qwen3-0.6B-GGUF"  # the catalog's repo for qwen3-0.6b (alias qwen3:0.6b)
+
+
+def test_pull_by_ollama_name_saves_it_under_that_name(hub: FakeHub, home: Path) -> None:
+    data = EMBEDDED["smollm2-135m-instruct"].path().read_bytes()  # a real GGUF, so show and estimate read it
+    hub.repos[QWEN_REPO] = {"Qwen3-0.6B-Q4_K_M.gguf": HubFile(data), "Qwen3-0.6B-Q8_0.gguf": HubFile(gguf_bytes(900))}
+    for spec, file_name in (("qwen3:0.6b", "Qwen3-0.6B-Q4_K_M.gguf"), ("qwen3:0.6b-q8_0", "Qwen3-0.6B-Q8_0.gguf")):
+        out = slm("pull", spec, "--json", home=home, hub=hub)
+        assert out.returncode == 0, out.stderr
+        manifest = json.loads(out.stdout)
+        assert (f"{manifest['name']}:{manifest['tag']}", manifest["model"]["file_name"]) == (spec, file_name)
+    assert sorted(f"{m['name']}:{m['tag']}" for m in stored(home)) == ["qwen3:0.6b", "qwen3:0.6b-q8_0"]
+    shown = slm("show", "qwen3:0.6b", "--json", home=home)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["name"] == "qwen3:0.6b"
+    estimate = slm("models", "estimate", "qwen3:0.6b", "--json", home=home)
+    assert json.loads(estimate.stdout)["disk_bytes"] == len(data)  # the pulled file, not the catalog's numbers
 
 
 def test_pull_hf_co_picks_the_file_by_quant(hub: FakeHub, home: Path) -> None:
@@ -115,7 +139,7 @@ def test_interrupted_pull_leaves_no_manifest_and_resumes_next_time(hub: FakeHub,
     hub.repos["someone/Tiny-GGUF"] = {"tiny-Q4_K_M.gguf": HubFile(data, cut_first=3)}  # every attempt of one pull
     failed = slm("pull", "hf.co/someone/Tiny-GGUF", home=home, hub=hub)
     assert "resumes" in one_line_error(failed)
-    assert json.loads(slm("list", "--json", home=home).stdout) == []
+    assert stored(home) == []
     assert not _blob_files(home) and len(_parts(home)) == 1
     kept = _parts(home)[0].stat().st_size
     assert kept > 0
@@ -130,7 +154,7 @@ def test_checksum_mismatch_deletes_the_download(hub: FakeHub, home: Path) -> Non
     out = slm("pull", "hf.co/someone/Tiny-GGUF", home=home, hub=hub)
     assert "checksum mismatch" in one_line_error(out)
     assert not _blob_files(home) and not _parts(home)
-    assert json.loads(slm("list", "--json", home=home).stdout) == []
+    assert stored(home) == []
 
 
 @pytest.mark.parametrize(("spec", "message"), [

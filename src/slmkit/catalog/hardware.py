@@ -55,6 +55,19 @@ def _meminfo() -> tuple[int, int]:
         return pages * size, pages * size // 2
 
 
+def available_memory() -> int:
+    """Bytes this process could still allocate: MemAvailable, within a cgroup's memory limit."""
+    available = _meminfo()[1]
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            available = min(available, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return available
+
+
 def _cpu_features() -> list[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -18,11 +18,12 @@ from slmkit.cli.common import console, err_console, fail, handle_errors
 from slmkit.engine.factory import open_chat_engine
 from slmkit.errors import InvalidRequest
 from slmkit.eval.gates import check_gate_inputs, evaluate_gates, failure_message
+from slmkit.eval.kv import Evaluated, kv_variants
 from slmkit.eval.perplexity import LogitSource, drift, perplexity, read_text
 from slmkit.eval.report import SCHEMA, markdown_tables, write_eval_plot
 from slmkit.eval.tasks import CaseResult, TaskCase, builtin_suite, load_suite, pass_rates, run_suite
 from slmkit.settings import load_settings
-from slmkit.store.resolve import ResolvedModel, resolve_model
+from slmkit.store.resolve import resolve_model
 
 
 @click.command("eval")
@@ -43,6 +44,9 @@ from slmkit.store.resolve import ResolvedModel, resolve_model
 @click.option("--name", default="eval", show_default=True, help="File name prefix in --output-dir.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of the tables.")
+@click.option("--kv-types", default=None, metavar="TYPES",
+              help="Drift of KV cache types on one GGUF model, e.g. f16,q8_0,q4_0 (the first is the reference; "
+                   "keys and values alike, as slm serve --cache-type-k/-v).")
 @click.option("--min-pass-rate", type=click.FloatRange(0, 1), default=None,
               help="Quality gate: exit 1 when a model passes less than this fraction of the task cases.")
 @click.option("--max-perplexity", type=click.FloatRange(min=1), default=None,
@@ -50,14 +54,14 @@ from slmkit.store.resolve import ResolvedModel, resolve_model
 @handle_errors
 def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride: int | None, max_tokens: int | None,
                  suite: Path | None, no_tasks: bool, no_perplexity: bool, threads: int | None, parallel: int,
-                 output_dir: Path | None, name: str, no_plots: bool, as_json: bool, min_pass_rate: float | None,
-                 max_perplexity: float | None) -> None:
+                 output_dir: Path | None, name: str, no_plots: bool, as_json: bool, kv_types: str | None,
+                 min_pass_rate: float | None, max_perplexity: float | None) -> None:
     """Evaluate MODELS; with several, the first is the reference the others drift from.
 
     With --min-pass-rate or --max-perplexity it is a quality gate: the results are shown and
     written as usual, then the command exits 1 with one line naming each bound a model broke."""
     check_gate_inputs(min_pass_rate, max_perplexity, has_tasks=not no_tasks, has_perplexity=not no_perplexity)
-    resolved = [resolve_model(m) for m in models]
+    resolved = kv_variants([resolve_model(m) for m in models], kv_types)
     stride = stride or max(1, window // 2)
     if stride > window:
         raise InvalidRequest("--stride may not exceed --window")
@@ -69,7 +73,8 @@ def eval_command(models: tuple[str, ...], text: Path | None, window: int, stride
         "config": {"window": window, "stride": stride, "max_tokens": max_tokens, "threads": n_threads,
                    "text": corpus_name, "suite": str(suite) if suite else ("built-in" if cases else None),
                    "reference": resolved[0].name},
-        "models": [{"name": r.name, "file": str(r.path), "size_bytes": _size(r.path)} for r in resolved],
+        "models": [{"name": r.name, "file": str(r.path), "size_bytes": _size(r.path),
+                    **({"kv_type": r.kv_type} if r.kv_type else {})} for r in resolved],
         "partial": False, "partial_reason": None,
     }
     try:
@@ -123,7 +128,7 @@ def _status(label: str, ctrl_c: CtrlC) -> tuple[Any, Callable[[int, int], None]]
     return status, tick
 
 
-def _quality(doc: dict[str, Any], models: list[ResolvedModel], corpus: str, window: int, stride: int,
+def _quality(doc: dict[str, Any], models: list[Evaluated], corpus: str, window: int, stride: int,
              max_tokens: int | None, threads: int, ctrl_c: CtrlC) -> None:
     reference = _logit_source(models[0], window, threads)
     try:
@@ -159,7 +164,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _logit_source(model: ResolvedModel, window: int, threads: int) -> LogitSource:
+def _logit_source(model: Evaluated, window: int, threads: int) -> LogitSource:
     """llama.cpp's logits for a GGUF, onnxruntime-genai's for an ONNX model, mlx-lm's for an MLX one."""
     if model.format == "onnx":
         from slmkit.eval.onnx_logits import OnnxLogitSource
@@ -169,7 +174,7 @@ def _logit_source(model: ResolvedModel, window: int, threads: int) -> LogitSourc
         from slmkit.eval.mlx_logits import MlxLogitSource
 
         return MlxLogitSource(model.path, window=window, threads=threads)  # type: ignore[return-value]
-    return LogitSource(model.path, window=window, threads=threads)
+    return LogitSource(model.path, window=window, threads=threads, kv_type=model.kv_type or "f16")
 
 
 def _ppl_part(result: dict[str, Any], value: float) -> dict[str, Any]:
@@ -177,9 +182,10 @@ def _ppl_part(result: dict[str, Any], value: float) -> dict[str, Any]:
     return {**{k: result[k] for k in keys}, "perplexity": value}
 
 
-def _tasks(model: ResolvedModel, cases: list[TaskCase], parallel: int, threads: int,
+def _tasks(model: Evaluated, cases: list[TaskCase], parallel: int, threads: int,
            ctrl_c: CtrlC) -> dict[str, Any]:
-    settings = load_settings(engine__parallel=parallel, engine__ctx_size=1024, engine__threads=threads)
+    kv = {"engine__cache_type_k": model.kv_type, "engine__cache_type_v": model.kv_type} if model.kv_type else {}
+    settings = load_settings(engine__parallel=parallel, engine__ctx_size=1024, engine__threads=threads, **kv)
     with err_console.status(f"task suite on {model.name}") as status:
         engine = open_chat_engine(model.name, model.path, model.format, settings.engine)
         done: list[str] = []

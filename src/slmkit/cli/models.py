@@ -46,6 +46,7 @@ def catalog(size: str | None, task: str | None, as_json: bool) -> None:
 def _estimate(name: str, quant: str | None, ctx: int, parallel: int, kv_type: str) -> MemoryEstimate:
     """A GGUF we can read (store, embedded, path) gives real numbers; otherwise the catalog's."""
     from slmkit.settings import load_settings
+    from slmkit.store.aliases import expand
     from slmkit.store.resolve import resolve_model
 
     try:
@@ -54,7 +55,7 @@ def _estimate(name: str, quant: str | None, ctx: int, parallel: int, kv_type: st
         resolved = None
     if resolved is not None and quant is None and Path(resolved.path).is_file():
         return estimate_file(resolved.path, name=resolved.name, ctx=ctx, parallel=parallel, kv_type=kv_type)
-    base, _, tag = name.partition(":")
+    base, _, tag = expand(name).partition(":")  # qwen3:4b -> qwen3-4b, qwen3:4b-q8_0 -> qwen3-4b:q8_0
     entry = find(base)
     return estimate_entry(entry, entry.file_for(quant or tag or None)[0] if (quant or tag) else "q4_k_m",
                           ctx=ctx, parallel=parallel, kv_type=kv_type)

@@ -13,6 +13,7 @@ import click
 from slmkit.catalog.estimate import human
 from slmkit.cli.common import handle_errors
 from slmkit.errors import InvalidRequest, ModelNotFound, SlmkitError
+from slmkit.store.aliases import normalize
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -85,7 +86,7 @@ def ps(url: str, api_key: str | None, as_json: bool) -> None:
 def stop(model: str, url: str, api_key: str | None) -> None:
     """Unload MODEL from a running server (it loads again on its next request)."""
     loaded = [m["name"] for m in _request("GET", url, api_key, "/api/ps")["models"]]
-    if model not in loaded:
+    if normalize(model) not in {normalize(name) for name in loaded}:  # name and name:latest are one model
         if not loaded:
             raise ModelNotFound(f"model '{model}' is not loaded; {url} has no model loaded")
         raise ModelNotFound(f"model '{model}' is not loaded; loaded: {', '.join(loaded)}")

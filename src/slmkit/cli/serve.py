@@ -27,7 +27,8 @@ from slmkit.settings import load_settings
 @click.option("--context-overflow", type=click.Choice(["error", "truncate"]), default=None,
               help="A chat longer than the context: answer 400, or drop the oldest messages [error].")
 @click.option("--prompt-cache-mib", type=click.IntRange(min=0), default=None,
-              help="Host memory for KV states of prompts no slot holds any more, MiB; 0: off [256].")
+              help="Host memory for KV states of prompts no slot holds any more, MiB; 0: off "
+                   "[a quarter of the memory available, at most 8192].")
 @click.option("--prefill-chunk", type=click.IntRange(min=1), default=None,
               help="Most prompt tokens read per step, so running streams keep flowing [256].")
 @click.option("--cache-type-k", type=click.Choice(["f16", "q8_0", "q4_0"]), default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -22,6 +23,7 @@ from rich.table import Table
 from slmkit.catalog.estimate import human
 from slmkit.cli.common import console, err_console, handle_errors
 from slmkit.store.modelfile import parse_modelfile
+from slmkit.store.names import ModelRef
 from slmkit.store.pull import PullEvent
 from slmkit.store.pull import pull as pull_model
 from slmkit.store.store import Store
@@ -79,16 +81,39 @@ def pull(model: str, name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def list_cmd(as_json: bool) -> None:
-    """List the models in the store."""
+    """List the models this machine can serve: the store's and the embedded ones (source "embedded")."""
     manifests = _store().list()
+    rows = [m.to_dict() for m in manifests] + _embedded_rows({ModelRef(m.name, m.tag).short for m in manifests})
     if as_json:
-        click.echo(json.dumps([m.to_dict() for m in manifests], indent=1))
+        click.echo(json.dumps(rows, indent=1))
         return
     table = Table("NAME", "ID", "SIZE", "MODIFIED", "SOURCE", box=None)
-    for m in manifests:
-        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created_at))
-        table.add_row(m.ref, m.digest.removeprefix("sha256:")[:12], human(m.size), age, m.source.get("kind", ""))
+    for row in rows:
+        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))
+        digest = (row["model"]["digest"] or "").removeprefix("sha256:")[:12] or "-"
+        table.add_row(f"{row['name']}:{row['tag']}", digest, human(row["model"]["size"]), age,
+                      row["source"].get("kind", ""))
     console.print(table)
+
+
+def _embedded_rows(stored: set[str]) -> list[dict[str, Any]]:
+    """The embedded models `slm serve` serves from their packages (those not saved in the store under
+    the same name), shaped as manifests with no digest."""
+    from slmkit.store.embedded import EMBEDDED
+    from slmkit.store.resolve import local_models
+
+    rows = []
+    for name in local_models(_home()):
+        model = EMBEDDED.get(name) if name not in stored else None
+        shipped = model.shipped_file() if model is not None else None
+        if model is None or shipped is None:
+            continue  # a store model, or a package without its file
+        rows.append({"schema_version": 1, "name": name, "tag": "latest",
+                     "model": {"digest": None, "size": shipped.stat().st_size, "format": "gguf",
+                               "file_name": model.filename},
+                     "source": {"kind": "embedded", "package": model.package}, "profile": None,
+                     "created_at": shipped.stat().st_mtime})
+    return rows
 
 
 @click.command()

@@ -64,10 +64,11 @@ def windows(n_tokens: int, size: int, stride: int) -> list[Window]:
 class LogitSource:
     """A model with a one-sequence context that returns the logits of every window position."""
 
-    def __init__(self, path: Path, *, window: int, threads: int) -> None:
+    def __init__(self, path: Path, *, window: int, threads: int, kv_type: str = "f16") -> None:
         self.model = Model(path)
         try:
-            self.ctx = Context(self.model, n_seq=1, ctx_per_seq=window, n_batch=window, threads=threads)
+            self.ctx = Context(self.model, n_seq=1, ctx_per_seq=window, n_batch=window, threads=threads,
+                               type_k=kv_type, type_v=kv_type)
         except Exception:
             self.model.close()
             raise

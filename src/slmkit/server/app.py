@@ -21,7 +21,8 @@ from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.policy import check_routes, flat_routes
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama, ollama_store, openai, page, tokenize
+from slmkit.server.routes import health, ollama, ollama_store, openai, page, responses, tokenize
+from slmkit.server.stored_responses import ResponseStore
 from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
 
@@ -56,9 +57,11 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     app.state.startup_error = None
     app.state.service = GenerationService(registry, metrics)
     app.state.guard = guard
+    app.state.responses = ResponseStore(settings.responses_db, settings.responses, clock)
     install_error_handlers(app)
     openapi.install(app)
     app.include_router(openai.router)
+    app.include_router(responses.router)
     app.include_router(ollama.router)
     app.include_router(tokenize.router)
     app.include_router(health.router)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from slmkit.store.aliases import expand
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -24,7 +26,8 @@ class Principal:
     admin: bool = False  # may change the store (pull, create, copy, delete)
 
     def may_use(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        """``model`` is a served name; the key's list may name it with a tag or an alias."""
+        return self.models is None or model in self.models or any(expand(m) == model for m in self.models)
 
 
 ANONYMOUS = Principal(name="anonymous", admin=True)  # authentication is off: the operator

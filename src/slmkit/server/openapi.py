@@ -33,16 +33,18 @@ SSE_EVENT = {"type": "object", "required": ["data"],
 OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 REASONS = {400: "Invalid request", 401: "Missing or invalid API key",
            403: "Refused: a foreign Host or Origin, or a model outside the key's scope",
-           404: "Unknown model", 413: "Request body too large", 415: "The body is not JSON",
+           404: "Unknown model (or stored response)", 413: "Request body too large", 415: "The body is not JSON",
            429: "Rate limited or the wait queue is full (see Retry-After)",
            431: "Request headers too large", 503: "The server is shutting down or not ready"}
 PROBES = frozenset({"/health", "/ready"})
 SSE = frozenset({"/v1/chat/completions", "/v1/completions"})
+SSE_EVENTS = frozenset({"/v1/responses"})  # semantic events: each has an event: line and a JSON data line
 NDJSON = frozenset({"/api/generate", "/api/chat", "/api/pull", "/api/create"})
 NO_BODY = frozenset({"/api/copy", "/api/delete"})
 NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
                            "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
                            "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize"})
+STORED = frozenset({"/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"})
 PLAIN_TEXT = {"/metrics": "text/plain", "/": "text/plain"}
 
 
@@ -75,7 +77,7 @@ def _rewrite(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)
     ok = responses.setdefault("200", {"description": "Successful Response"})
-    if path in SSE:  # OpenAPI 3.1: the schema describes each event; its data is a JSON chunk or [DONE]
+    if path in SSE | SSE_EVENTS:  # OpenAPI 3.1: the schema describes each event; its data is a JSON chunk or [DONE]
         ok.setdefault("content", {})["text/event-stream"] = {"schema": SSE_EVENT}
     if path in NDJSON:
         ok.setdefault("content", {})["application/x-ndjson"] = {"schema": {"type": "string"}}
@@ -106,6 +108,6 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         codes += [400]
     if "requestBody" in operation:
         codes += [413, 415]
-    if path in NAMES_A_MODEL:
+    if path in NAMES_A_MODEL or path in STORED:  # an unknown model, or an unknown (or another key's) response
         codes += [404]
     return sorted(set(codes))

@@ -5,6 +5,9 @@
   other models gets 403 ``model_not_allowed`` before the route runs.
 * ``admin``: the route changes the store (pull, create, copy, delete, push); a key without
   the admin scope gets 403 ``admin_required``.
+* ``owner``: the route reads or deletes records the caller created (stored responses); the
+  caller must be authenticated whenever keys exist (as for every route), and the handler
+  answers 404 for records of another principal.
 
 ``check_routes`` refuses to build an app with a route that declares nothing, so a new route
 cannot forget."""
@@ -20,7 +23,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
-Kind = Literal["open", "model", "admin"]
+Kind = Literal["open", "model", "admin", "owner"]
 _ATTR = "__slm_policy__"
 
 
@@ -50,6 +53,10 @@ def model_route(*fields: str, path_param: str | None = None, model_kind: str = "
 
 def admin_route() -> Callable[[F], F]:
     return _declare(Policy("admin"))
+
+
+def owner_route() -> Callable[[F], F]:
+    return _declare(Policy("owner"))
 
 
 def policy_of(route: BaseRoute) -> Policy | None:

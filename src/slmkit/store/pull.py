@@ -12,6 +12,7 @@ from typing import Any
 
 from slmkit.catalog.models import lookup, suggest
 from slmkit.errors import ModelNotFound, StoreError
+from slmkit.store.aliases import alias_of, normalize
 from slmkit.store.embedded import EMBEDDED, EmbeddedModel
 from slmkit.store.modelfile import Profile
 from slmkit.store.names import parse_ref
@@ -39,7 +40,8 @@ def _quiet(_event: PullEvent) -> None:
 
 def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter = _quiet,
          allow_paths: bool = True) -> Manifest:
-    """Pull ``spec``: a path, an embedded model, ``hf.co/OWNER/REPO[:QUANT|FILE]``, or ``catalog-name[:quant]``.
+    """Pull ``spec``: a path, an embedded model, ``hf.co/OWNER/REPO[:QUANT|FILE]``, ``catalog-name[:quant]``
+    or one of the catalog's aliases (``qwen3:4b``, ``qwen3:4b-q8_0``: ``store.aliases``).
     Over HTTP (``allow_paths=False``) a path is just another unknown name."""
     spec = spec.strip()
     if not spec:
@@ -52,7 +54,9 @@ def pull(store: Store, spec: str, *, name: str | None = None, report: Reporter =
     path = Path(spec).expanduser()
     if allow_paths and (spec.endswith(".gguf") or os.sep in spec or path.is_file()):
         return pull_file(store, path, name=name, report=report)
-    base, _, tag = spec.lower().partition(":")
+    alias = alias_of(spec)  # an Ollama library name (qwen3:4b) is saved under that name, as Ollama does
+    name = name or (normalize(spec) if alias is not None else None)
+    base, _, tag = (alias or spec.lower()).partition(":")
     embedded = EMBEDDED.get(base)
     if embedded is not None and tag in ("", "latest"):
         return pull_package(store, embedded, name=name, report=report)

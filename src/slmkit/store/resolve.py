@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.errors import ModelNotFound
-from slmkit.store.embedded import ALIASES, EMBEDDED
+from slmkit.store.aliases import canonical_name, expand, normalize
+from slmkit.store.embedded import EMBEDDED
 from slmkit.store.modelfile import Profile
-from slmkit.store.names import is_valid
+from slmkit.store.names import ModelRef, is_valid
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 
@@ -56,12 +57,12 @@ def resolve_model(spec: str, home: Path | None = None, *, allow_paths: bool = Tr
 
 
 def _resolve(spec: str, home: Path | None = None, allow_paths: bool = True) -> ResolvedModel:
-    key = spec.strip().lower()
-    key = ALIASES.get(key, key)
+    key = normalize(spec)
     if is_valid(key):
         from slmkit.store.store import Store
 
         store = Store(home or default_home())
+        key = canonical_name(key, store.home)  # tags and aliases: store/aliases.py
         manifest = store.find(key, only_tag=False)  # exact name:tag (or name:latest) first
         if manifest is None and key not in EMBEDDED:
             manifest = store.find(key)  # then a name with a single tag
@@ -89,6 +90,22 @@ def not_found(spec: str) -> ModelNotFound:
     """The one answer for every name that does not resolve (it tells nothing about the filesystem)."""
     return ModelNotFound(f"model '{spec}' not found (not in the store, not embedded, not a file); "
                          "see `slm list` or pull it with `slm pull`", param="model")
+
+
+def pullable(spec: str) -> bool:
+    """Whether ``spec`` names a catalog model (or one of its aliases) that `slm pull` can fetch."""
+    from slmkit.catalog.models import lookup
+
+    return lookup(expand(spec).partition(":")[0]) is not None
+
+
+def local_models(home: Path) -> list[str]:
+    """Every model servable here without a download, by the name it is served under: the store's
+    (pulled, created, copied, quantized, converted) and the installed embedded ones."""
+    from slmkit.store.store import Store
+
+    names = [ModelRef(m.name, m.tag).short for m in Store(home).list()]
+    return names + [n for n, m in EMBEDDED.items() if n not in names and m.available()]
 
 
 def served_name(stem: str) -> str:

@@ -1,7 +1,7 @@
 """The door matrix: each behaviour of the use-case layer, through every door.
 
-Doors: OpenAI chat, OpenAI completions, Ollama chat, Ollama generate (HTTP, in process over
-ASGITransport), and the Python API. ``slm run`` is covered in tests/cli/test_run_door.py.
+Doors: OpenAI chat, OpenAI completions, OpenAI Responses, Ollama chat, Ollama generate (HTTP, in
+process over ASGITransport), and the Python API. ``slm run`` is covered in tests/cli/test_run_door.py.
 Every door reaches the same FakeEngine, so a test checks both what the client got and what
 reached the engine."""
 
@@ -79,6 +79,26 @@ async def openai_completions(home: Path, model: str = MODEL, prompt: str = "hi",
     return Answer(200, choice["text"], choice["finish_reason"])
 
 
+async def openai_responses(home: Path, model: str = MODEL, prompt: str = "hi", key: str | None = None,
+                           **opts: Any) -> Answer:
+    body: dict[str, Any] = {"model": model, "input": prompt}
+    if "max_tokens" in opts:
+        body["max_output_tokens"] = opts.pop("max_tokens")
+    if "format" in opts:
+        body["text"] = {"format": {"type": "json_schema", "name": "r", "schema": opts.pop("format"), "strict": True}}
+    if "tools" in opts:
+        body["tools"] = [{"type": "function", **t["function"]} for t in opts.pop("tools")]
+    r = await _http(home, "/v1/responses", {**body, **opts}, key)
+    if r.status_code != 200:
+        return Answer(r.status_code, error=r.json())
+    output = r.json()["output"]
+    text = "".join(p["text"] for item in output if item["type"] == "message" for p in item["content"])
+    calls = [{"name": i["name"], "arguments": json.loads(i["arguments"])} for i in output
+             if i["type"] == "function_call"]
+    finish = "tool_calls" if calls else "length" if r.json()["status"] == "incomplete" else "stop"
+    return Answer(200, text, finish, calls)
+
+
 def _ollama_options(opts: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"stream": False, "options": {}}
     if "max_tokens" in opts:
@@ -135,9 +155,11 @@ async def _to_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-CHAT_DOORS = [openai_chat, ollama_chat, ollama_generate, python_api]
-DOORS = [openai_chat, openai_completions, ollama_chat, ollama_generate, python_api]
-HTTP = {openai_chat: "openai", openai_completions: "openai", ollama_chat: "ollama", ollama_generate: "ollama"}
+CHAT_DOORS = [openai_chat, openai_responses, ollama_chat, ollama_generate, python_api]
+DOORS = [openai_chat, openai_completions, openai_responses, ollama_chat, ollama_generate, python_api]
+TOOL_DOORS = [openai_chat, openai_responses, ollama_chat, python_api]
+HTTP = {openai_chat: "openai", openai_completions: "openai", openai_responses: "openai", ollama_chat: "ollama",
+        ollama_generate: "ollama"}
 
 
 def check_error_shape(door: Ask, answer: Answer, status: int, param: str | None = None,
@@ -211,7 +233,7 @@ async def test_json_schema(door: Ask, home: Path, engines: Engines) -> None:
     assert grammar is not None and "city" in grammar
 
 
-@pytest.mark.parametrize("door", [openai_chat, ollama_chat, python_api])
+@pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_tool_calls(door: Ask, home: Path, engines: Engines) -> None:
     engines.reply = CALL
     answer = await door(home, tools=TOOLS)
@@ -232,7 +254,7 @@ REF_TOOLS = [*TOOLS, {"type": "function", "function": {"name": "weather", "descr
                                                         "parameters": REF_SCHEMA}}]
 
 
-@pytest.mark.parametrize("door", [openai_chat, ollama_chat, python_api])
+@pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_tool_schemas_with_refs(door: Ask, home: Path, engines: Engines) -> None:
     engines.reply = ('<tool_call>\n{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}'
                      '\n</tool_call>')
@@ -242,16 +264,17 @@ async def test_tool_schemas_with_refs(door: Ask, home: Path, engines: Engines) -
     grammar = engines[MODEL].requests[-1].sampling.grammar or ""
     assert "t1-ref" in grammar and '\\"fahrenheit\\"' in grammar  # the references resolved inside the oneOf
     broken = [{"type": "function", "function": {"name": "loop", "parameters": {"$ref": "#"}}}]
-    check_error_shape(door, await door(home, tools=broken), 400, param="tools.0.function.parameters")
+    param = "tools.0.parameters" if door is openai_responses else "tools.0.function.parameters"
+    check_error_shape(door, await door(home, tools=broken), 400, param=param)
 
 
-@pytest.mark.parametrize("door", [openai_chat, ollama_chat, python_api])
+@pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_tools_with_format_is_400(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, tools=TOOLS, format=SCHEMA)
     check_error_shape(door, answer, 400)
 
 
-@pytest.mark.parametrize("door", [openai_chat, ollama_chat, python_api])
+@pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_unparsable_tool_call_is_output_invalid(door: Ask, home: Path, engines: Engines) -> None:
     engines.reply = '<tool_call>\n{"name": "get_weather", "arguments": {"city": 7}}\n</tool_call>'
     answer = await door(home, tools=TOOLS)
@@ -264,3 +287,12 @@ async def test_stop_strings(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, stop=["STOP"])
     assert answer.status == 200, answer
     assert answer.text == "one two " and answer.finish == "stop"
+
+
+@pytest.mark.parametrize("name", [f"{MODEL}:latest", "smollm2:135m"])
+@pytest.mark.parametrize("door", DOORS)
+async def test_name_latest_accepted(door: Ask, name: str, home: Path, engines: Engines) -> None:
+    """``name:latest`` (what Ollama clients send) and the catalog's alias are the same model."""
+    answer = await door(home, name)
+    assert answer.status == 200, answer
+    assert list(engines.opened) == [MODEL] and engines[MODEL].requests

@@ -12,9 +12,19 @@ from slmkit.engine.base import GenerationRequest, ModelInfo
 from slmkit.engine.llamacpp.bindings import Context, Model, gguf_info
 from slmkit.engine.llamacpp.lazy_grammar import check_grammar
 from slmkit.engine.llamacpp.lifetime import Lifetime
+from slmkit.engine.llamacpp.prompt_cache import default_budget
 from slmkit.engine.llamacpp.scheduler import Scheduler
 from slmkit.engine.llamacpp.template import ChatTemplate, plain_spans
 from slmkit.settings import EngineSettings
+
+
+def prompt_cache_budget(settings: EngineSettings) -> int:
+    """``prompt_cache_mib`` in bytes; unset: sized from the memory available now (prompt_cache.py)."""
+    if settings.prompt_cache_mib is not None:
+        return settings.prompt_cache_mib * 2**20
+    from slmkit.catalog.hardware import available_memory
+
+    return default_budget(available_memory())
 
 
 class LlamaCppEngine:
@@ -40,7 +50,7 @@ class LlamaCppEngine:
         )
         self.scheduler = Scheduler(self.model, self.ctx, slots=settings.parallel,
                                    max_queue=settings.max_queue, prefill_chunk=settings.prefill_chunk,
-                                   name=name, prompt_cache_bytes=settings.prompt_cache_mib * 2**20,
+                                   name=name, prompt_cache_bytes=prompt_cache_budget(settings),
                                    speculative=settings.speculative == "ngram")
         self._info = gguf_info(self.model, path, context_length=self.ctx.n_ctx_seq, slots=settings.parallel)
 

@@ -6,6 +6,12 @@ content is overwritten, its KV state is copied to host memory here; when a later
 a longer prefix with a saved state than with any free slot, that state is copied back into the
 slot and only the rest of the prompt is read. Like llama-server's ``--cache-ram``. The states
 are kept least recently used first within a byte budget.
+
+The budget, unless set (``prompt_cache_mib``), follows from the memory available when the model
+loads: a quarter of it, at most 8 GiB (llama-server's ``--cache-ram`` default). llama-server
+fixes 8 GiB and, when an allocation fails, cuts its limit to 40% of what it holds; a Python
+process that runs out of memory is killed instead, so the budget starts within what is free, and
+a state that cannot be allocated halves it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ log = logging.getLogger("slmkit.engine")
 # Saving or restoring costs a copy of the KV state; below this many tokens of gain, reading the
 # tokens again is as cheap.
 MIN_TOKENS = 32
+DEFAULT_MAX_BYTES = 8 * 2**30  # llama-server's --cache-ram default (8192 MiB)
+DEFAULT_SHARE = 0.25  # of the memory available at load, for the default budget
+
+
+def default_budget(available: int) -> int:
+    """The prompt cache's byte budget when none is set: a share of ``available``, capped."""
+    return max(0, min(DEFAULT_MAX_BYTES, int(available * DEFAULT_SHARE)))
 
 
 @dataclass(eq=False)
@@ -67,7 +80,13 @@ class PromptCache:
         size = int(ll.llama_state_seq_get_size(ctx.ptr, seq))
         if size <= 0 or size > self.max_bytes:
             return
-        buffer = (ctypes.c_uint8 * size)()
+        try:
+            buffer = (ctypes.c_uint8 * size)()
+        except MemoryError:
+            self.max_bytes = max(1, self.max_bytes // 2)
+            log.warning("prompt cache: no memory for a %d-byte state; budget cut to %d bytes", size, self.max_bytes)
+            self._evict()
+            return
         written = int(ll.llama_state_seq_get_data(ctx.ptr, buffer, size, seq))
         if written <= 0:
             return

@@ -57,6 +57,7 @@ class Scheduler:
             "kv_cache_usage_ratio": sum(len(s.cached) for s in self.slots) / cells,
             "prefix_cache_hit_tokens_total": self.reused_tokens_total,
             "prompt_cache_bytes": self.prompt_cache.bytes,
+            "prompt_cache_limit_bytes": self.prompt_cache.max_bytes,
             "spec_draft_tokens_total": self.spec_draft_total,
             "spec_accepted_tokens_total": self.spec_accepted_total,
         }

@@ -20,7 +20,7 @@ log = logging.getLogger("slmkit.server")
 
 def error_body(exc: SlmkitError) -> dict[str, Any]:
     if isinstance(exc, ModelNotFound) and exc.model is not None:  # Ollama's own wording
-        return {"error": f"model '{exc.model}' not found"}
+        return {"error": f"model '{exc.model}' not found, try pulling it first"}
     return {"error": exc.message}
 
 

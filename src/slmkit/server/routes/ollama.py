@@ -31,6 +31,7 @@ from slmkit.server.protocol.ollama import (
 )
 from slmkit.server.routes.common import service, until_disconnected
 from slmkit.server.usecases.calls import ChatCall
+from slmkit.store.aliases import tagged
 
 router = APIRouter(tags=["ollama"])
 # The Ollama API version whose behaviour these routes follow (clients gate features on it).
@@ -111,9 +112,9 @@ async def tags(request: Request) -> TagsResponse:
             resolved, facts = await registry.facts(name)
         except SlmkitError:
             continue  # e.g. a configured file that is broken: /api/show says why
-        entries.append(ModelEntry(name=name, model=name, modified_at=rfc3339(resolved.path.stat().st_mtime),
-                                  size=facts.size_bytes, digest=await registry.digest(resolved.path),
-                                  details=_details(facts)))
+        digest = resolved.digest.removeprefix("sha256:") if resolved.digest else await registry.digest(resolved.path)
+        entries.append(ModelEntry(name=tagged(name), model=tagged(name), size=facts.size_bytes, digest=digest,
+                                  modified_at=rfc3339(resolved.path.stat().st_mtime), details=_details(facts)))
     return TagsResponse(models=entries)
 
 
@@ -130,8 +131,9 @@ async def ps(request: Request) -> PsResponse:
             continue
         expires = entry.expires_at()
         out.append(RunningEntry(
-            name=entry.name, model=entry.name, size=entry.memory_bytes, digest=await registry.digest(entry.path),
-            details=_details(entry.facts), context_length=entry.engine.context_length,
+            name=tagged(entry.name), model=tagged(entry.name), size=entry.memory_bytes,
+            digest=await registry.digest(entry.path), details=_details(entry.facts),
+            context_length=entry.engine.context_length,
             slots=entry.engine.info.slots,
             expires_at=rfc3339(expires if expires is not None else time.time() + _FOREVER_S)))
     return PsResponse(models=out)

@@ -52,7 +52,7 @@ async function loadModels() {
     const info = show.ok ? await show.json() : { capabilities: [] };
     if (!(info.capabilities || []).includes("completion")) continue;
     const option = document.createElement("option");
-    option.value = option.textContent = entry.name;
+    option.value = option.textContent = entry.name.replace(/:latest$/, "");  // the served name, as /v1/models has it
     select.appendChild(option);
   }
   $("status").textContent = select.options.length ? "" : "No chat model is available.";
