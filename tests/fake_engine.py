@@ -26,6 +26,7 @@ class FakeStream:
     def __init__(self, engine: FakeEngine, request: GenerationRequest, text: str) -> None:
         self.engine, self.request, self.text = engine, request, text
         self.cancelled = False
+        self.scored = False
 
     def __aiter__(self) -> AsyncIterator[TokenEvent]:
         return self._events()
@@ -38,6 +39,9 @@ class FakeStream:
             data = self.text.encode()
             limit = min(request.max_tokens or engine.context_length, engine.context_length - len(request.prompt))
             done = 0
+            if request.max_tokens == 0:  # scoring the prompt only
+                yield self._event("", [], 0, FinishReason.LENGTH)
+                return
             for byte in data:
                 await asyncio.sleep(engine.delay_s)
                 if self.cancelled:
@@ -60,8 +64,14 @@ class FakeStream:
     def _event(self, text: str, ids: list[int], done: int, finish: FinishReason | None,
                lps: list[TokenLogprob] | None = None) -> TokenEvent:
         timings = {"prompt_s": 0.001, "generation_s": 0.002} if finish is not None else {}
-        return TokenEvent(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(self.request.prompt),
-                          completion_tokens=done, logprobs=lps or [], timings=timings)
+        event = TokenEvent(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(self.request.prompt),
+                           completion_tokens=done, logprobs=lps or [], timings=timings)
+        if self.request.prompt_logprobs is not None and not self.scored:  # the first event: -0.25 a token
+            self.scored = True
+            event.prompt_logprobs = [TokenLogprob(self.engine.piece(t), None if i == 0 else -0.25,
+                                                  list(self.engine.piece(t).encode()))
+                                     for i, t in enumerate(self.request.prompt)]
+        return event
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -125,6 +135,56 @@ class FakeEngine:
 
     def slot_states(self) -> list[dict[str, int | bool]]:
         return [{"id": i, "busy": False, "cached_tokens": 0, "generated": 0} for i in range(4)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEmbedder:
+    """The Embedder protocol, scripted: byte tokens, 8-dimensional unit vectors from their sums."""
+
+    kind = "embedding"
+    dimensions = 8
+
+    def __init__(self, name: str = "fake-embed", *, context_length: int = 256) -> None:
+        self.name = name
+        self.inputs: list[list[int]] = []
+        self.closed = False
+        self._context = context_length
+        self._info = ModelInfo(format="gguf", file=str(Path("/fake-embed.gguf")), architecture="bert",
+                               vocab_size=VOCAB, context_length=context_length, kind="embedding")
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return [b + 3 for b in text.encode()]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(t - 3 for t in tokens if t >= 3).decode(errors="replace")
+
+    def piece(self, token: int) -> str:
+        return self.detokenize([token])
+
+    def truncate(self, tokens: list[int]) -> list[int]:
+        return tokens[:self._context]
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        self.inputs += inputs
+        out = []
+        for tokens in inputs:
+            raw = [float(1 + sum(tokens[i::self.dimensions]) % 7) for i in range(self.dimensions)]
+            norm = sum(x * x for x in raw) ** 0.5
+            out.append([x / norm for x in raw])
+        return out
+
+    def stats(self) -> dict[str, float]:
+        return {"running": 0, "waiting": 0}
 
     def close(self) -> None:
         self.closed = True

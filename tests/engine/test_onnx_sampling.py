@@ -63,6 +63,7 @@ def test_penalties_apply_to_recent_generated_tokens() -> None:
     (GenerationRequest(prompt=[1], logprobs=0), "logprobs"),
     (GenerationRequest(prompt=[1], sampling=SamplingParams(typical_p=0.5)), "typical_p"),
     (GenerationRequest(prompt=[1], sampling=SamplingParams(grammar='root ::= "a"')), "response_format"),
+    (GenerationRequest(prompt=[1], prompt_logprobs=1), "echo"),  # prompt scoring (echo with logprobs)
 ])
 def test_refused_parameters_are_named(request_: GenerationRequest, param: str) -> None:
     assert unsupported(request_) == [param]

@@ -34,7 +34,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 TOKENS = 4
 SENT: list[str] = []  # one entry per request made
-GENERATES = frozenset({"/v1/chat/completions", "/v1/completions", "/api/generate", "/api/chat"})
+GENERATES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages", "/api/generate", "/api/chat"})
 
 
 def _small(body: Any, *, openai: bool) -> None:

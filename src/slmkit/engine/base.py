@@ -45,9 +45,13 @@ class GenerationRequest:
 
     prompt: list[int]
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # 0 generates nothing (scoring the prompt with ``prompt_logprobs``)
     stop: Sequence[str] = ()
     logprobs: int | None = None  # number of top alternatives; 0 = only the chosen token
+    # Score the prompt: each prompt token's log-probability given the tokens before it, with
+    # this many top alternatives (None: off). The whole prompt is read again (no prefix reuse),
+    # with logits at every position; an engine that cannot raises InvalidRequest in generate().
+    prompt_logprobs: int | None = None
     request_id: str = ""
 
 
@@ -96,7 +100,7 @@ class ChatTemplateLike(Protocol):
 @dataclass
 class TokenLogprob:
     token: str
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token (nothing before it predicts it)
     bytes: list[int]
     top: list[tuple[str, float, list[int]]] = field(default_factory=list)
 
@@ -116,6 +120,9 @@ class TokenEvent:
     completion_tokens: int = 0
     cached_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    # one per prompt token when the request asked for ``prompt_logprobs``, on the first event
+    # after the prompt was read (the final one when ``max_tokens`` is 0)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from slmkit.engine.base import TokenEvent, TokenEvents
+from slmkit.engine.base import FinishReason, TokenEvent, TokenEvents
 from slmkit.server.context import RequestContext, request_context
 from slmkit.server.metrics import RequestObserver
 
@@ -72,6 +72,23 @@ class Generation:
             for task in tasks:
                 task.cancel()
             self.cancel()
+
+
+class PromptOnly:
+    """The events of a choice that generates nothing and scores nothing (``max_tokens`` 0 with
+    echo): one final event, without a trip to the engine."""
+
+    def __init__(self, prompt: list[int]) -> None:
+        self._prompt_tokens = len(prompt)
+
+    def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[TokenEvent]:
+        yield TokenEvent(finish_reason=FinishReason.LENGTH, prompt_tokens=self._prompt_tokens)
+
+    def cancel(self) -> None:
+        pass
 
 
 class TokenCounts:

@@ -156,8 +156,17 @@ async def test_streamed_text_offset_continues(home: Path, engines: Engines) -> N
         whole = (await client.post("/v1/completions", json=body)).json()["choices"][0]["logprobs"]["text_offset"]
         frames = _sse((await client.post("/v1/completions", json={**body, "stream": True})).text)
     streamed = [o for f in frames[:-1] for c in f["choices"] if c["logprobs"] for o in c["logprobs"]["text_offset"]]
-    assert whole == [2, 3, 4, 5, 6, 7]  # after the echoed "xy", one character per token
+    # echo with logprobs scores the prompt: "<s>", "x", "y" first (offsets from 0), then one
+    # character per generated token
+    assert whole == [0, 3, 4, 5, 6, 7, 8, 9, 10]
     assert streamed == whole
+    plain = {**body, "echo": False}  # without echo the offsets start at 0 with the answer
+    async with app_client(settings(home)) as client:
+        alone = (await client.post("/v1/completions", json=plain)).json()["choices"][0]["logprobs"]["text_offset"]
+        frames = _sse((await client.post("/v1/completions", json={**plain, "stream": True})).text)
+    assert alone == [0, 1, 2, 3, 4, 5]
+    streamed = [o for f in frames[:-1] for c in f["choices"] if c["logprobs"] for o in c["logprobs"]["text_offset"]]
+    assert streamed == alone
 
 
 # -- tokenizing never holds the event loop -------------------------------------------------------

@@ -23,6 +23,18 @@ def token_logprob(model: Model, ctx: Context, index: int, token: int, top_n: int
     return TokenLogprob(token=text, logprob=logprob, bytes=raw, top=top)
 
 
+def first_prompt_token(model: Model, token: int) -> TokenLogprob:
+    """A prompt's first token: nothing before it predicts it, so it has no log-probability."""
+    text, _, raw = _entry(model, token, 0.0)
+    return TokenLogprob(token=text, logprob=None, bytes=raw)
+
+
+def score(model: Model, ctx: Context, rows: list[tuple[int, int]], top_n: int) -> list[TokenLogprob]:
+    """Prompt scoring: for each ``(batch index, next prompt token)`` of the last decode, that
+    token's log-probability given the tokens before it."""
+    return [token_logprob(model, ctx, index, token, top_n) for index, token in rows]
+
+
 def _entry(model: Model, token: int, logprob: float) -> tuple[str, float, list[int]]:
     piece = model.piece(token, special=True)
     return piece.decode("utf-8", errors="replace"), max(logprob, -9999.0), list(piece)

@@ -10,7 +10,7 @@ import time
 from slmkit.engine.admission import AdmissionQueue, Job, check_tokens
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
-from slmkit.engine.llamacpp.logprobs import token_logprob
+from slmkit.engine.llamacpp.logprobs import first_prompt_token, score, token_logprob
 from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Slot, common_prefix
@@ -113,13 +113,17 @@ class Scheduler:
             job.send(_error_event(job, exc.message if isinstance(exc, SlmkitError) else f"bad request: {exc}"))
             return
         slot = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
-        self._use_saved_state(slot, prompt)
-        reused = min(common_prefix(slot.cached, prompt), len(prompt) - 1)
+        scoring = job.request.prompt_logprobs is not None  # every position's logits: nothing is reused
+        if not scoring:
+            self._use_saved_state(slot, prompt)
+        reused = 0 if scoring else min(common_prefix(slot.cached, prompt), len(prompt) - 1)
         if not self.ctx.seq_rm(slot.seq, reused, -1):
             self.ctx.seq_rm(slot.seq, -1, -1)
             reused = 0
         slot.cached = slot.cached[:reused]  # the cells from ``reused`` on were just removed
         slot.start(job, reused, sampler, self.ctx.n_ctx_seq)
+        if scoring:
+            slot.scores = [first_prompt_token(self.model, prompt[0])]
         slot.spec = SpecState(NgramIndex(prompt)) if self.speculative and job.request.sampling.speculative else None
         self.reused_tokens_total += reused
 
@@ -168,18 +172,29 @@ class Scheduler:
             self._fail_active(active, f"llama_decode failed with code {rc}")
             return
         for slot in active:
-            if slot.batch_index >= 0 and slot.sampler is not None:
-                try:
-                    if slot.spec is not None and slot.spec.draft:
-                        self._verify(slot, slot.spec)
-                        continue
-                    token = slot.sampler.sample(self.ctx, slot.batch_index)
-                    self._on_token(slot, token, self._logprob(slot, token))
-                except Exception as exc:  # this request fails alone; the others continue
-                    log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
-                    self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
+            try:
+                self._read_outputs(slot)
+            except Exception as exc:  # this request fails alone; the others continue
+                log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
+                self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
         if not prefill:
             self.step_cost.observe(tokens, decode_s, time.perf_counter() - started)
+
+    def _read_outputs(self, slot: Slot) -> None:
+        """After a decode: score the slot's prompt rows, then sample its next token (or end a
+        scoring request that asked for no tokens)."""
+        if slot.score_rows and slot.scores is not None and slot.job is not None:
+            slot.scores += score(self.model, self.ctx, slot.score_rows, slot.job.request.prompt_logprobs or 0)
+            slot.score_rows = []
+        if slot.batch_index < 0 or slot.sampler is None or slot.job is None:
+            return
+        if slot.job.request.max_tokens == 0:  # the prompt is read (and scored): nothing to generate
+            self._finish(slot, "", FinishReason.LENGTH)
+        elif slot.spec is not None and slot.spec.draft:
+            self._verify(slot, slot.spec)
+        else:
+            token = slot.sampler.sample(self.ctx, slot.batch_index)
+            self._on_token(slot, token, self._logprob(slot, token))
 
     def _add_drafts(self, active: list[Slot], budget: int) -> None:
         """Append each speculating slot's draft after its decode token (see speculative.py)."""
@@ -227,7 +242,9 @@ class Scheduler:
     def _logprob(self, slot: Slot, token: int) -> list[TokenLogprob]:
         assert slot.job is not None
         top_n = slot.job.request.logprobs
-        if top_n is None or self.model.is_eog(token):
+        # an end-of-generation token has an entry only when the prompt is scored: a scoring client
+        # asks for one token and drops the last entry (lm-eval reads ``token_logprobs[ctxlen:-1]``)
+        if top_n is None or (self.model.is_eog(token) and slot.job.request.prompt_logprobs is None):
             return []
         return [token_logprob(self.model, self.ctx, slot.batch_index, token, top_n)]
 
@@ -238,8 +255,12 @@ class Scheduler:
             return 0
         chunk, slot.pending = slot.pending[:take], slot.pending[take:]
         start = len(slot.cached)
+        prompt = slot.job.request.prompt if slot.job is not None else []
+        scoring = slot.scores is not None  # logits at every position, each scoring the next prompt token
         for j, token in enumerate(chunk):
-            index = self.batch.add(token, start + j, slot.seq, False)
+            index = self.batch.add(token, start + j, slot.seq, scoring)
+            if scoring and start + j + 1 < len(prompt):
+                slot.score_rows.append((index, prompt[start + j + 1]))
         slot.cached.extend(chunk)
         if not slot.pending:
             self.batch.raw.logits[index] = True
@@ -252,7 +273,7 @@ class Scheduler:
         assert slot.job is not None
         if self.model.is_eog(token):
             slot.generated += 1  # counted, as llama-server, vLLM and Ollama count it; never shown
-            self._finish(slot, *slot.end.end(FinishReason.STOP, slot.text.flush()))
+            self._finish(slot, *slot.end.end(FinishReason.STOP, slot.text.flush()), logprobs=logprobs)
             return
         slot.generated += 1
         text, reason = slot.end.step(slot.text.feed(self.model.piece(token)), slot.generated, len(slot.cached),

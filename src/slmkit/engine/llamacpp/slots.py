@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from slmkit.engine.admission import Job
-from slmkit.engine.base import FinishReason, TokenEvent
+from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.speculative import SpecState
 from slmkit.engine.stops import SequenceEnd, Utf8Stream
@@ -37,6 +37,8 @@ class Slot:
     text: Utf8Stream = field(default_factory=Utf8Stream)
     end: SequenceEnd = field(default_factory=lambda: SequenceEnd((), None, 0))
     spec: SpecState | None = None  # prompt-lookup speculation, when on for this request
+    scores: list[TokenLogprob] | None = None  # prompt scoring: the prompt's logprobs so far (None: off)
+    score_rows: list[tuple[int, int]] = field(default_factory=list)  # this step's (batch index, next token)
 
     @property
     def busy(self) -> bool:
@@ -55,6 +57,8 @@ class Slot:
         self.end = SequenceEnd(job.request.stop, job.request.max_tokens, context_length)
         self.admitted_at = time.perf_counter()
         self.first_token_at = 0.0
+        self.scores = None
+        self.score_rows = []
 
     def event(self, text: str, tokens: list[int], finish: FinishReason | None = None,
               error: str | None = None) -> TokenEvent:
@@ -62,6 +66,8 @@ class Slot:
         ev = TokenEvent(text=text, token_ids=tokens, finish_reason=finish,
                         prompt_tokens=len(self.job.request.prompt),
                         completion_tokens=self.generated, cached_tokens=self.reused, error=error)
+        if self.scores is not None and len(self.scores) == len(self.job.request.prompt):
+            ev.prompt_logprobs, self.scores = self.scores, None  # the first event after the prompt carries them
         if finish is not None:
             ev.timings = self._timings()
         return ev
@@ -85,4 +91,6 @@ class Slot:
         self.job = None
         self.pending = []
         self.batch_index = -1
+        self.scores = None
+        self.score_rows = []
         self.last_used = time.perf_counter()

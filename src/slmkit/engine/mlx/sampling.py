@@ -30,6 +30,8 @@ def unsupported(request: GenerationRequest) -> list[str]:
     grammar = request.sampling.grammar
     if grammar is not None:  # json_object / json_schema / Ollama format, or the calls a tool plan allows
         names.append("tools" if _TOOL_RULE in grammar else "response_format")
+    if request.prompt_logprobs is not None:  # scoring the prompt (echo with logprobs)
+        names.append("echo")
     return names
 
 
@@ -37,7 +39,8 @@ def check_supported(request: GenerationRequest, vocab_size: int) -> None:
     names = unsupported(request)
     if names:
         raise InvalidRequest(f"the MLX engine does not support {', '.join(names)}: it has no grammar-constrained "
-                             "decoding (JSON mode, schemas, tool calls) nor typical_p; serve the GGUF model with the "
+                             "decoding (JSON mode, schemas, tool calls), typical_p nor prompt scoring (echo with "
+                             "logprobs); serve the GGUF model with the "
                              "llama.cpp engine for these", param=names[0])
     for token in request.sampling.logit_bias:
         if token < 0 or (vocab_size and token >= vocab_size):

@@ -30,6 +30,8 @@ def unsupported(request: GenerationRequest) -> list[str]:
         names.append("response_format")
     if request.logprobs is not None:
         names.append("logprobs")
+    if request.prompt_logprobs is not None:  # scoring the prompt (echo with logprobs)
+        names.append("echo")
     return names
 
 

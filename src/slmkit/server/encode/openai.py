@@ -59,20 +59,31 @@ def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
     return {"content": content, "refusal": None}
 
 
-def completion_logprobs(items: list[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+def completion_logprobs(items: list[TokenLogprob], offset: int = 0,
+                        prompt: list[TokenLogprob] | None = None) -> dict[str, Any]:
+    """The legacy ``logprobs`` object. With ``prompt`` (echo), the prompt's tokens come first,
+    the first one without a logprob (``null``), as OpenAI's echo did, and the offsets run from
+    0 over the prompt's tokens and on over the generated ones (as vLLM counts them)."""
     offsets = []
+    if prompt:
+        offset = 0
+        for lp in prompt:
+            offsets.append(offset)
+            offset += len(lp.token)
     for lp in items:
         offsets.append(offset)
         offset += len(lp.token)
-    return {"tokens": [lp.token for lp in items], "token_logprobs": [lp.logprob for lp in items],
-            "top_logprobs": [_top_with_chosen(lp) for lp in items], "text_offset": offsets}
+    both = [*(prompt or []), *items]
+    return {"tokens": [lp.token for lp in both], "token_logprobs": [lp.logprob for lp in both],
+            "top_logprobs": [None if lp.logprob is None else _top_with_chosen(lp) for lp in both],
+            "text_offset": offsets}
 
 
-def _top_with_chosen(lp: TokenLogprob) -> dict[str, float]:
+def _top_with_chosen(lp: TokenLogprob) -> dict[str, float | None]:
     """The legacy completions API always lists the sampled token among the alternatives, so a
     position has up to ``logprobs`` + 1 entries (``logprobs: 0`` gives the sampled one alone);
     chat's ``top_logprobs`` lists exactly the top ones."""
-    top = {t: v for t, v, _ in lp.top}
+    top: dict[str, float | None] = {t: v for t, v, _ in lp.top}
     top.setdefault(lp.token, lp.logprob)
     return top
 
@@ -98,7 +109,8 @@ def chat_completion(result: RunResult, logprobs: bool) -> ChatCompletionResponse
 def text_completion(result: RunResult, logprobs: bool) -> CompletionResponse:
     run = result.run
     choices = [CompletionChoice(index=c.index, text=run.echo[c.index] + c.text, finish_reason=finish_reason(c.finish),
-                                logprobs=completion_logprobs(c.logprobs, len(run.echo[c.index])) if logprobs else None)
+                                logprobs=completion_logprobs(c.logprobs, len(run.echo[c.index]), c.prompt_logprobs)
+                                if logprobs else None)
                for c in result.choices]
     return CompletionResponse(id=f"cmpl-{run.id}", created=run.created, model=run.model,
                               system_fingerprint=FINGERPRINT, choices=choices, usage=usage(run.counts))
@@ -151,23 +163,28 @@ async def chat_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIte
 
 async def completion_chunks(run: Run, include_usage: bool, logprobs: bool) -> AsyncIterator[str]:
     """``text_completion`` frames (echo first), then ``[DONE]``; ``text_offset`` runs on
-    across the chunks of a choice, as in the whole answer."""
+    across the chunks of a choice, as in the whole answer. When the prompt is scored (echo
+    with logprobs), the echo waits for its logprobs and goes out in the same frame."""
     head = _head(run, "cmpl", "text_completion")
     offsets = [len(e) for e in run.echo]
+    scored = logprobs and run.prompt_logprobs
 
-    def frame(index: int, text: str, finish: str | None = None, lps: list[TokenLogprob] | None = None) -> str:
+    def frame(index: int, text: str, finish: str | None = None, lps: list[TokenLogprob] | None = None,
+              prompt: list[TokenLogprob] | None = None) -> str:
         body = None
-        if logprobs and lps:
-            body = completion_logprobs(lps, offsets[index])
-            offsets[index] += sum(len(lp.token) for lp in lps)
+        if logprobs and (lps or prompt):
+            body = completion_logprobs(lps or [], offsets[index], prompt)
+            start = 0 if prompt else offsets[index]  # a scored prompt's offsets start at 0
+            offsets[index] = start + sum(len(lp.token) for lp in [*(prompt or []), *(lps or [])])
         return _sse({**head, "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": body}]})
 
     def frames(d: Delta) -> list[str]:
-        if d.text or d.logprobs or d.finish is not None:
-            return [frame(d.index, d.text, finish_reason(d.finish), d.logprobs)]
+        text = run.echo[d.index] + d.text if scored and d.prompt_logprobs else d.text
+        if text or d.logprobs or d.prompt_logprobs or d.finish is not None:
+            return [frame(d.index, text, finish_reason(d.finish), d.logprobs, d.prompt_logprobs)]
         return []
 
-    opening = [frame(i, text) for i, text in enumerate(run.echo) if text]
+    opening = [] if scored else [frame(i, text) for i, text in enumerate(run.echo) if text]
     async for text in _stream(run, head, include_usage, opening, frames):
         yield text
 

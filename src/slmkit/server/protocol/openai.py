@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import (
+    INT32_MAX,
     Count,
     Penalty,
     RepeatPenalty,
@@ -164,7 +165,8 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[TokenId] | list[TokenIds]
     echo: bool = False
     suffix: str | None = None
-    max_tokens: Count | None = None  # OpenAI's default, 16, applies below the served profile's
+    # OpenAI's default, 16, applies below the served profile's; 0 with echo scores the prompt only
+    max_tokens: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None
     logprobs: TopLogprobs | None = None
 
     def to_call(self) -> CompletionCall:

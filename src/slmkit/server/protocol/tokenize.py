@@ -15,7 +15,12 @@ class TokenizeRequest(RequestBody):
     content: str | None = None  # llama-server's name
     prompt: str | None = None  # vLLM's name
     add_special: bool = True
+    add_special_tokens: bool | None = None  # vLLM's name for add_special (what lm-eval's remote tokenizer sends)
     with_pieces: bool = False
+
+    @property
+    def special(self) -> bool:
+        return self.add_special if self.add_special_tokens is None else self.add_special_tokens
 
     def text(self) -> str:
         text = self.content if self.content is not None else self.prompt
@@ -45,4 +50,17 @@ class DetokenizeRequest(RequestBody):
 
 class DetokenizeResponse(BaseModel):
     model: str
-    content: str
+    content: str  # llama-server's name
+    prompt: str  # vLLM's name, the same text
+
+
+class TokenizerInfo(BaseModel):
+    """vLLM's ``GET /tokenizer_info``: what lm-evaluation-harness's remote tokenizer (the
+    ``local-completions`` model's default when the server has it) reads."""
+
+    model: str
+    tokenizer_class: str = "slmkit"
+    bos_token: str | None
+    eos_token: str | None
+    pad_token: str | None = None
+    model_max_length: int

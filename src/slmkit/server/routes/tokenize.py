@@ -1,4 +1,4 @@
-"""Our own routes: POST /tokenize and POST /detokenize, for any served model."""
+"""Our own routes: POST /tokenize, POST /detokenize and GET /tokenizer_info, for any served model."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from slmkit.server.protocol.tokenize import (
     Piece,
     TokenizeRequest,
     TokenizeResponse,
+    TokenizerInfo,
 )
 from slmkit.server.routes.common import service
 
@@ -29,7 +30,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> Response:
     engine = await service(request).tokenizer(body.model)
 
     def work() -> bytes:
-        ids = engine.tokenize(body.text(), add_special=body.add_special, parse_special=True)
+        ids = engine.tokenize(body.text(), add_special=body.special, parse_special=True)
         tokens: list[int] | list[Piece] = [Piece(id=t, piece=engine.piece(t)) for t in ids] if body.with_pieces \
             else ids
         return TokenizeResponse(model=engine.name, tokens=tokens, count=len(ids),
@@ -43,4 +44,17 @@ async def tokenize(body: TokenizeRequest, request: Request) -> Response:
 async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     engine = await service(request).tokenizer(body.model)
     engine.info.check_tokens(body.tokens, "tokens")
-    return DetokenizeResponse(model=engine.name, content=engine.detokenize(body.tokens))
+    text = engine.detokenize(body.tokens)
+    return DetokenizeResponse(model=engine.name, content=text, prompt=text)
+
+
+@router.get("/tokenizer_info")
+@model_route()
+async def tokenizer_info(request: Request, model: str | None = None) -> TokenizerInfo:
+    """The tokenizer's special tokens and length (vLLM's route; ``model`` defaults to the first
+    served model). A chat model's BOS/EOS come from its template; an embedder has none."""
+    engine = await service(request).tokenizer(model)
+    template = getattr(engine, "template", None)
+    return TokenizerInfo(model=engine.name, bos_token=getattr(template, "bos_token", None) or None,
+                         eos_token=getattr(template, "eos_token", None) or None,
+                         model_max_length=engine.context_length)
