@@ -297,8 +297,9 @@ async def test_tool_schemas_with_refs(door: Ask, home: Path, engines: Engines) -
     assert answer.tool_calls == [{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}]
     grammar = engines[MODEL].requests[-1].sampling.grammar or ""
     assert "t1-ref" in grammar and '\\"fahrenheit\\"' in grammar  # the references resolved inside the oneOf
-    broken = [{"type": "function", "function": {"name": "loop", "parameters": {"$ref": "#"}}}]
-    param = "tools.0.parameters" if door is openai_responses else "tools.0.function.parameters"
+    broken = [{"type": "function", "function": {"name": "loop", "description": "", "parameters": {"$ref": "#"}}}]
+    param = {openai_responses: "tools.0.parameters", anthropic_messages: "tools.0.input_schema"}.get(
+        door, "tools.0.function.parameters")
     check_error_shape(door, await door(home, tools=broken), 400, param=param)
 
 
