@@ -75,7 +75,11 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL])
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body (413 beyond).")
+    max_batch_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest body of an embedding "
+                                      "batch (/api/embed, /v1/embeddings).")
+    max_blob_bytes: int = Field(16 * 1024**3, ge=1024, description="Largest model file one POST /api/blobs "
+                                "upload may hold (ollama create with files).")
     max_tokens_cap: int = Field(32768, ge=1)
     max_n: int = Field(8, ge=1)
     keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded; negative: forever.")

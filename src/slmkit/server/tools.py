@@ -75,8 +75,10 @@ class ToolPlan:
         return self.choice != "auto"
 
 
-def parse_tools(raw: list[dict[str, Any]] | None, param: str = "tools") -> list[Tool]:
-    """OpenAI- or Ollama-shaped tool definitions, checked (400 naming ``param`` otherwise)."""
+def parse_tools(raw: list[dict[str, Any]] | None, param: str = "tools",
+                schema_param: str = "function.parameters") -> list[Tool]:
+    """OpenAI- or Ollama-shaped tool definitions, checked (400 naming ``param`` otherwise;
+    ``schema_param``: the door's name for a tool's schema, e.g. Anthropic's ``input_schema``)."""
     tools: list[Tool] = []
     for i, item in enumerate(raw or []):
         where = f"{param}.{i}"
@@ -87,7 +89,7 @@ def parse_tools(raw: list[dict[str, Any]] | None, param: str = "tools") -> list[
             raise InvalidRequest(f"{where}.function.name must be 1-64 letters, digits, '_', '.' or '-'",
                                  param=f"{where}.function.name")
         params = fn.get("parameters") or EMPTY_PARAMETERS
-        check_schema(params, f"{where}.function.parameters")
+        check_schema(params, f"{where}.{schema_param}")
         tools.append(Tool(name=fn["name"], description=str(fn.get("description") or ""), parameters=params))
     if len({t.name for t in tools}) != len(tools):
         raise InvalidRequest("tool names must be unique", param=param)

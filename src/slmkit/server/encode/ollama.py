@@ -58,15 +58,17 @@ def _final(run: Run, d: Delta, started: float, load_s: float) -> dict[str, Any]:
 
 async def generate_lines(run: Run, model: str, started: float, load_s: float,
                          with_context: bool = True) -> AsyncIterator[dict[str, Any]]:
+    """One line per piece of text; the final line (``done``) carries none, as Ollama's does."""
     tokens: list[int] = []
     async for d in run.deltas():
         tokens += d.token_ids
-        line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": d.text, "done": False}
+        if d.text:
+            yield {"model": model, "created_at": now_rfc3339(), "response": d.text, "done": False}
         if d.finish is not None:
-            line.update(_final(run, d, started, load_s))
+            line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": "",
+                                    **_final(run, d, started, load_s)}
             if with_context:
                 line["context"] = [*run.prompt(0), *tokens]
-        if d.text or d.finish is not None:
             yield line
 
 
@@ -75,17 +77,18 @@ def _call(call: ToolCall, index: int) -> dict[str, Any]:
 
 
 async def chat_lines(run: Run, model: str, started: float, load_s: float) -> AsyncIterator[dict[str, Any]]:
+    """Text and tool calls in ``done: false`` lines; the final line's message is empty."""
     count = 0
     async for d in run.deltas():
-        message: dict[str, Any] = {"role": "assistant", "content": d.text}
-        if d.tool_calls:
-            message["tool_calls"] = [_call(c, count + i) for i, c in enumerate(d.tool_calls)]
-            count += len(d.tool_calls)
-        line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+        if d.text or d.tool_calls:
+            message: dict[str, Any] = {"role": "assistant", "content": d.text}
+            if d.tool_calls:
+                message["tool_calls"] = [_call(c, count + i) for i, c in enumerate(d.tool_calls)]
+                count += len(d.tool_calls)
+            yield {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
         if d.finish is not None:
-            line.update(_final(run, d, started, load_s))
-        if d.text or d.tool_calls or d.finish is not None:
-            yield line
+            yield {"model": model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""},
+                   **_final(run, d, started, load_s)}
 
 
 async def collect_generate(lines: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
