@@ -240,3 +240,16 @@ async def test_metrics_and_audit_apply(home: Path, engines: Engines) -> None:
     messages = [line for line in lines if line["route"] == "POST /v1/messages"]
     assert [line["status"] for line in messages] == [200, 200, 400]
     assert messages[0]["key"] == "test" and messages[0]["model"] == MODEL and messages[0]["generated_tokens"] > 0
+
+
+async def test_final_assistant_turn_is_continued(home: Path, engines: Engines) -> None:
+    engines.reply = " 42."
+    messages = [{"role": "user", "content": "What is the answer?"}, {"role": "assistant", "content": "It is"}]
+    async with app_client(settings(home)) as client:
+        r = await client.post("/v1/messages", json={**BODY, "messages": messages})
+        counted = await client.post("/v1/messages/count_tokens", json={"model": MODEL, "messages": messages})
+    assert r.status_code == 200 and r.json()["content"] == [{"type": "text", "text": " 42."}]
+    request = engines[MODEL].requests[-1]
+    prompt = engines[MODEL].detokenize(request.prompt)
+    assert prompt.endswith("assistant\nIt is") and prompt.count("It is") == 1
+    assert counted.json()["input_tokens"] == len(request.prompt)

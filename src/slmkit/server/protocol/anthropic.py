@@ -169,7 +169,14 @@ class Conversation(RequestBody):
                         tools=[t.as_openai() for t in self.tools] if self.tools is not None else None,
                         tool_choice=choice.neutral() if choice is not None else None,
                         parallel_tool_calls=None if choice is None or choice.disable_parallel_tool_use is None
-                        else not choice.disable_parallel_tool_use, params=PARAMS)
+                        else not choice.disable_parallel_tool_use, params=PARAMS, continue_final=self.prefills)
+
+    @property
+    def prefills(self) -> bool:
+        """A final assistant turn of text is a prefill: the answer continues it, as Anthropic does."""
+        last = self.messages[-1]
+        return last.role == "assistant" and (isinstance(last.content, str)
+                                             or all(isinstance(b, TextBlock) for b in last.content))
 
 
 class MessagesRequest(Conversation):

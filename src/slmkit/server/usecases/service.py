@@ -152,7 +152,8 @@ class GenerationService:
         entry = self.registry.entry(engine.name)
         return await asyncio.to_thread(
             prompts.chat_tokens, engine, call.messages, profile=entry.profile if entry else None,
-            template=entry.template if entry else None, plan=plan, truncate=truncate, room=room, limit=limit)
+            template=entry.template if entry else None, plan=plan, truncate=truncate, room=room, limit=limit,
+            continue_final=call.continue_final)
 
     async def prepare_completion(self, call: CompletionCall) -> Prepared:
         started = time.perf_counter()
