@@ -18,7 +18,7 @@ from tests.helpers import ServerProcess
 
 ASK = [{"role": "user", "content": "What is the weather like in Paris, France today?"}]
 END = "2"  # SmolLM2's <|im_end|>: a bias of 100 makes it the first token
-KW: dict[str, Any] = {"model": MODEL, "temperature": 0, "max_tokens": 64}
+KW: dict[str, Any] = {"model": MODEL, "temperature": 0, "max_tokens": 56}  # a call takes about 40 tokens
 
 
 class Unit(str, Enum):
@@ -64,7 +64,7 @@ def test_openai_client_streams_a_pydantic_tool_call(client: openai.OpenAI) -> No
 
 def test_ollama_client_with_a_pydantic_tool(ollama_client: ollama.Client) -> None:
     resp = ollama_client.chat(model=MODEL, messages=ASK, tools=[_weather_tool()],
-                              options={"temperature": 0, "num_predict": 64})
+                              options={"temperature": 0, "num_predict": 56})
     calls = resp.message.tool_calls or []
     if calls:  # auto: the model may answer in text; a call it makes must validate
         Weather.model_validate(dict(calls[0].function.arguments))
@@ -74,7 +74,7 @@ def test_ollama_client_with_a_pydantic_tool(ollama_client: ollama.Client) -> Non
 
 def test_ollama_route_forced_pydantic_tool_call(server: ServerProcess) -> None:
     body = {"model": MODEL, "messages": ASK, "tools": [_weather_tool()], "tool_choice": "required", "stream": False,
-            "options": {"temperature": 0, "num_predict": 64}}
+            "options": {"temperature": 0, "num_predict": 56}}
     r = httpx.post(f"{server.url}/api/chat", json=body, timeout=120)
     assert r.status_code == 200, r.text
     calls = r.json()["message"]["tool_calls"]
@@ -97,7 +97,7 @@ def test_recursive_tree_schema_works(client: openai.OpenAI) -> None:
     tool = {"type": "function", "function": {"name": "tree", "parameters": Node.model_json_schema()}}
     resp = client.chat.completions.create(messages=[{"role": "user", "content": "Make a tiny tree."}],
                                           tools=[tool], tool_choice="required", parallel_tool_calls=False,  # type: ignore[list-item]
-                                          model=MODEL, temperature=0, max_tokens=96)
+                                          model=MODEL, temperature=0, max_tokens=40)
     choice = resp.choices[0]
     if choice.finish_reason == "tool_calls":  # a deep tree may run past max_tokens
         Node.model_validate_json(choice.message.tool_calls[0].function.arguments)  # type: ignore[index,union-attr]
