@@ -160,5 +160,5 @@ def test_end_token_counted_alike_on_every_door(client: openai.OpenAI, ollama_cli
     assert chat.choices[0].finish_reason == "stop" and chat.usage is not None
     shown = len(chat.choices[0].logprobs.content or [])  # type: ignore[union-attr]
     assert chat.usage.completion_tokens == shown + 1  # the visible tokens and the end token
-    native = ollama_client.chat(model=MODEL, messages=short, options={"temperature": 0, "num_predict": 64})
+    native = ollama_client.chat(model=MODEL, messages=short, options={"temperature": 0, "num_predict": 56})
     assert native.eval_count == chat.usage.completion_tokens
