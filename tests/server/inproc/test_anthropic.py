@@ -33,7 +33,8 @@ def events(text: str) -> list[tuple[str, dict[str, Any]]]:
 async def test_message_object(home: Path, engines: Engines) -> None:
     async with app_client(settings(home)) as client:
         r = await client.post("/v1/messages", json={**BODY, "system": "Be brief.", "temperature": 0.3,
-                                                    "top_p": 0.9, "top_k": 5, "metadata": {"user_id": "u1"}},
+                                                    "top_p": 0.9, "top_k": 5, "metadata": {"user_id": "u1"},
+                                                    "thinking": {"type": "disabled"}},
                               headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 200, r.text
     data = r.json()
@@ -159,6 +160,7 @@ async def test_count_tokens_matches_the_prompt(home: Path, engines: Engines) -> 
     ({**BODY, "tools": [{"name": "bad name!", "input_schema": {}}]}, "tools.0.name"),
     ({**BODY, "tools": [{"name": "t", "input_schema": {"type": "no-such-type"}}]}, "tools.0.input_schema"),
     ({**BODY, "tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
+    ({**BODY, "thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
 ])
 async def test_bad_input_is_400_naming_the_field(body: dict[str, Any], param: str, home: Path,
                                                  engines: Engines) -> None:
