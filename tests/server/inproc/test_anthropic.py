@@ -44,7 +44,7 @@ async def test_message_object(home: Path, engines: Engines) -> None:
     usage = data["usage"]
     request = engines[MODEL].requests[-1]
     assert usage["input_tokens"] + usage["cache_read_input_tokens"] == len(request.prompt)
-    assert usage["output_tokens"] == len("Hello from the fake engine.")
+    assert usage["output_tokens"] == len("Hello from the fake engine.") + 1  # the end token counts
     assert request.sampling.temperature == pytest.approx(0.3) and request.sampling.top_k == 5
     assert request.sampling.top_p == pytest.approx(0.9) and request.max_tokens == 256
     assert "Be brief." in engines[MODEL].detokenize(request.prompt)
@@ -66,7 +66,7 @@ async def test_event_order(home: Path, engines: Engines) -> None:
     assert all(d["index"] == 0 for n, d in got if n.startswith("content_block"))
     delta = got[-2][1]
     assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
-    assert delta["usage"]["output_tokens"] == len(text)
+    assert delta["usage"]["output_tokens"] == len(text) + 1  # the end token counts
 
 
 async def test_tool_use_blocks(home: Path, engines: Engines) -> None:
