@@ -57,7 +57,7 @@ class FakeStream:
                     yield self._event(text + stops.flush(), [byte + 3], done, FinishReason.LENGTH, lps)
                     return
                 yield self._event(text, [byte + 3], done, None, lps)
-            yield self._event(stops.flush(), [], done, FinishReason.STOP)
+            yield self._event(stops.flush(), [], done + 1, FinishReason.STOP)  # the end token counts
         finally:
             engine.running -= 1
 
@@ -135,6 +135,56 @@ class FakeEngine:
 
     def slot_states(self) -> list[dict[str, int | bool]]:
         return [{"id": i, "busy": False, "cached_tokens": 0, "generated": 0} for i in range(4)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEmbedder:
+    """The Embedder protocol, scripted: byte tokens, 8-dimensional unit vectors from their sums."""
+
+    kind = "embedding"
+    dimensions = 8
+
+    def __init__(self, name: str = "fake-embed", *, context_length: int = 256) -> None:
+        self.name = name
+        self.inputs: list[list[int]] = []
+        self.closed = False
+        self._context = context_length
+        self._info = ModelInfo(format="gguf", file=str(Path("/fake-embed.gguf")), architecture="bert",
+                               vocab_size=VOCAB, context_length=context_length, kind="embedding")
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return [b + 3 for b in text.encode()]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(t - 3 for t in tokens if t >= 3).decode(errors="replace")
+
+    def piece(self, token: int) -> str:
+        return self.detokenize([token])
+
+    def truncate(self, tokens: list[int]) -> list[int]:
+        return tokens[:self._context]
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        self.inputs += inputs
+        out = []
+        for tokens in inputs:
+            raw = [float(1 + sum(tokens[i::self.dimensions]) % 7) for i in range(self.dimensions)]
+            norm = sum(x * x for x in raw) ** 0.5
+            out.append([x / norm for x in raw])
+        return out
+
+    def stats(self) -> dict[str, float]:
+        return {"running": 0, "waiting": 0}
 
     def close(self) -> None:
         self.closed = True

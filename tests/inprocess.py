@@ -20,7 +20,7 @@ from slmkit.settings import EngineSettings, Settings, load_settings
 from slmkit.store.create import create
 from slmkit.store.modelfile import parse_modelfile
 from slmkit.store.store import Store
-from tests.fake_engine import FakeEngine
+from tests.fake_engine import FakeEmbedder, FakeEngine
 
 MODEL = "smollm2-135m-instruct"  # an embedded model: its GGUF header is read, its engine is fake
 client_app: contextvars.ContextVar[Any] = contextvars.ContextVar("client_app")  # the app app_client serves
@@ -34,7 +34,8 @@ class Engines:
     reply: Any = "Hello from the fake engine."
 
     def open(self, name: str, path: Path, fmt: str, settings: EngineSettings, *, embedding: bool = False) -> Any:
-        engine = FakeEngine(name, reply=self.reply, context_length=settings.ctx_size)
+        engine: Any = FakeEmbedder(name) if embedding else FakeEngine(name, reply=self.reply,
+                                                                      context_length=settings.ctx_size)
         self.opened[name] = engine
         return engine
 

@@ -55,6 +55,14 @@ class HeadersTooLarge(InvalidRequest):
     code = "request_header_fields_too_large"
 
 
+class NotSupported(SlmkitError):
+    """A feature of the API this server does not offer (Ollama's ``/api/push``)."""
+
+    status = 501
+    code = "not_supported"
+    type = "invalid_request_error"
+
+
 class ModelNotFound(SlmkitError):
     status = 404
     code = "model_not_found"

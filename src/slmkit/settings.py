@@ -29,8 +29,8 @@ class EngineSettings(BaseModel):
     batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
     prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
-    batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="ONNX engine: how long a new static batch "
-                                 "waits for more requests to fill its free slots.")
+    batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="Unused since the ONNX engine batches "
+                                 "continuously (kept so that old settings still load).")
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int | None = Field(None, ge=0, description="Host memory for the KV states of prompts no "
                                          "slot holds any more (like llama-server's --cache-ram), MiB; 0: off; "
@@ -75,7 +75,11 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL])
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body (413 beyond).")
+    max_batch_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest body of an embedding "
+                                      "batch (/api/embed, /v1/embeddings).")
+    max_blob_bytes: int = Field(16 * 1024**3, ge=1024, description="Largest model file one POST /api/blobs "
+                                "upload may hold (ollama create with files).")
     max_tokens_cap: int = Field(32768, ge=1)
     max_n: int = Field(8, ge=1)
     keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded; negative: forever.")

@@ -47,7 +47,7 @@ def test_token_id_input(client: openai.OpenAI, server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize(("body", "param"), [
-    ({"model": EMBED_MODEL, "input": "x", "dimensions": 128}, "dimensions"),
+    ({"model": EMBED_MODEL, "input": "x", "dimensions": 512}, "dimensions"),
     ({"model": EMBED_MODEL, "input": "word " * 600}, "input"),
     ({"model": EMBED_MODEL, "input": []}, "input"),
     ({"model": EMBED_MODEL, "input": "x", "encoding_format": "int8"}, "encoding_format"),
@@ -60,6 +60,11 @@ def test_bad_embedding_requests(server: ServerProcess, body: dict[str, object], 
     assert resp.json()["error"]["param"] == param
 
 
-def test_dimensions_equal_to_the_model_are_accepted(client: openai.OpenAI) -> None:
+def test_dimensions_shorten_and_renormalize(client: openai.OpenAI) -> None:
     resp = client.embeddings.create(model=EMBED_MODEL, input="x", dimensions=384, encoding_format="float")
     assert len(resp.data[0].embedding) == 384
+    short = client.embeddings.create(model=EMBED_MODEL, input="x", dimensions=64, encoding_format="float")
+    cut = short.data[0].embedding
+    assert len(cut) == 64 and sum(v * v for v in cut) == pytest.approx(1.0, abs=1e-4)
+    scale = sum(v * v for v in resp.data[0].embedding[:64]) ** 0.5
+    assert cut == pytest.approx([v / scale for v in resp.data[0].embedding[:64]], abs=1e-5)

@@ -49,3 +49,18 @@ def test_open_webui_adds_latest_and_finds_it(server: ServerProcess) -> None:
         assert (model_id if ":" in model_id else f"{model_id}:latest") in tags
     body = {"model": f"{MODEL}:latest", "messages": HI, "stream": False, "options": {"num_predict": 2}}
     assert httpx.post(f"{server.url}/api/chat", json=body, timeout=120).status_code == 200
+
+
+def test_slm_ps_and_stop_take_either_form(server: ServerProcess) -> None:
+    """`slm stop smollm2-135m-instruct` finds `smollm2-135m-instruct:latest` in /api/ps."""
+    from click.testing import CliRunner
+
+    from slmkit.cli.main import cli
+
+    body = {"model": MODEL, "messages": HI, "stream": False, "options": {"num_predict": 1}}
+    assert httpx.post(f"{server.url}/api/chat", json=body, timeout=120).status_code == 200
+    listed = CliRunner().invoke(cli, ["ps", "--url", server.url])
+    assert listed.exit_code == 0 and f"{MODEL}:latest" in listed.stdout
+    stopped = CliRunner().invoke(cli, ["stop", MODEL, "--url", server.url])
+    assert stopped.exit_code == 0, stopped.output
+    assert httpx.post(f"{server.url}/api/chat", json=body, timeout=120).status_code == 200  # loads again

@@ -107,6 +107,21 @@ def test_create_with_quantize(api: ollama.Client, home: Path) -> None:
     assert api.show("smol-small").details.quantization_level == "Q4_0"
 
 
+def test_create_blob_then_create_with_files_then_chat(api: ollama.Client, served: ServerProcess) -> None:
+    """What `ollama create` does with a local GGUF: upload it as a blob, create a model naming it."""
+    digest = api.create_blob(EMBEDDED["smollm2-135m-instruct"].path())
+    assert httpx.head(f"{served.url}/api/blobs/{digest}", timeout=30).status_code == 200
+    steps = list(api.create(model="uploaded", files={"model.gguf": digest}, system="You are brief.", stream=True))
+    assert steps[-1].status == "success"
+    resp = api.chat(model="uploaded", messages=[{"role": "user", "content": "Hi"}],
+                    options={"num_predict": 4, "temperature": 0})
+    assert resp.done and resp.eval_count
+    assert api.show("uploaded").system == "You are brief."
+    # DELETE with a body but no content type (curl -X DELETE -d without -H), as POST routes take
+    gone = httpx.request("DELETE", f"{served.url}/api/delete", content=b'{"model": "uploaded"}', timeout=30)
+    assert gone.status_code == 200, gone.text
+
+
 @pytest.mark.parametrize(("path", "method", "body", "status", "message"), [
     ("/api/create", "POST", {"model": "../evil", "from": "pirate"}, 400, "invalid model name"),
     ("/api/create", "POST", {"model": "x", "from": "no-such-model"}, 404, "FROM 'no-such-model'"),

@@ -21,7 +21,17 @@ from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.policy import check_routes, flat_routes
 from slmkit.server.registry import ModelRegistry
-from slmkit.server.routes import health, ollama, ollama_store, openai, page, responses, tokenize
+from slmkit.server.routes import (
+    anthropic,
+    health,
+    ollama,
+    ollama_blobs,
+    ollama_store,
+    openai,
+    page,
+    responses,
+    tokenize,
+)
 from slmkit.server.stored_responses import ResponseStore
 from slmkit.server.usecases.service import GenerationService
 from slmkit.settings import Settings
@@ -62,12 +72,14 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     openapi.install(app)
     app.include_router(openai.router)
     app.include_router(responses.router)
+    app.include_router(anthropic.router)
     app.include_router(ollama.router)
     app.include_router(tokenize.router)
     app.include_router(health.router)
     app.include_router(page.router)
     page.mount_static(app)
     app.include_router(ollama_store.router)
+    app.include_router(ollama_blobs.router)
     guard.routes = flat_routes(app.router.routes)
     check_routes(guard.routes)
     app.add_middleware(Guard, state=guard)

@@ -172,6 +172,18 @@ def parse_bearer(header: str | None) -> str:
     return token.strip()
 
 
+def credential(authorization: str | None, api_key: str | None) -> str:
+    """The key a request presents: ``Authorization: Bearer KEY`` or, when that header is absent,
+    ``x-api-key: KEY``; Unauthorized when neither is there or the one given is malformed."""
+    if not authorization and api_key is not None:
+        if not api_key.strip():
+            raise Unauthorized("Malformed x-api-key header: expected the key")
+        return api_key.strip()
+    if not authorization:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    return parse_bearer(authorization)
+
+
 def check_static(token: str, static_key: str) -> bool:
     return hmac.compare_digest(token.encode(), static_key.encode())
 

@@ -10,7 +10,8 @@ One ASGI middleware, inside CORS and outside the key guard. In order:
   ``*`` allows every name;
 * an ``Origin`` that is neither the server's own nor one CORS allows (``--cors-origin``): 403.
   A page elsewhere can send a "simple request" without a preflight; it always says where from;
-* a body that is not JSON: 415. Only ``application/json`` (or ``application/*+json``) is read;
+* a body that is not JSON: 415. Only ``application/json`` (or ``application/*+json``) is read
+  (and ``application/octet-stream`` by the blob upload, ``/api/blobs/``);
   a body without a content type only from a non-browser client (no ``Origin``), so neither a
   form post nor a ``text/plain`` fetch is ever a request.
 
@@ -38,6 +39,7 @@ SECURITY_HEADERS = [
 ]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = frozenset({"application/json"})
+BLOB_PATH = "/api/blobs/"
 
 
 class BrowserGuard:
@@ -81,7 +83,7 @@ class BrowserGuard:
             raise Forbidden("cross-origin requests are refused unless the server allows the origin "
                             "(--cors-origin)", code="origin_not_allowed")
         if scope["method"] in BODY_METHODS:
-            _check_content_type(headers)
+            _check_content_type(headers, scope["path"])
 
     def host_allowed(self, host: str) -> bool:
         if self.any_host:
@@ -102,7 +104,7 @@ class BrowserGuard:
         return bool(host) and origin == f"{scope.get('scheme', 'http')}://{host.lower()}"
 
 
-def _check_content_type(headers: dict[bytes, bytes]) -> None:
+def _check_content_type(headers: dict[bytes, bytes], path: str) -> None:
     raw = headers.get(b"content-type")
     if raw is None:
         has_body = headers.get(b"content-length", b"0").strip() not in (b"", b"0") or b"transfer-encoding" in headers
@@ -110,6 +112,8 @@ def _check_content_type(headers: dict[bytes, bytes]) -> None:
             raise UnsupportedMediaType("a request body must be JSON: send Content-Type: application/json")
         return
     media = raw.decode("latin-1").split(";", 1)[0].strip().lower()
+    if media == "application/octet-stream" and path.startswith(BLOB_PATH):
+        return  # a model file upload (not a type a page may send without a preflight)
     if media not in JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):
         raise UnsupportedMediaType(f"Content-Type '{media}' is not accepted: request bodies are JSON "
                                    "(send Content-Type: application/json)")

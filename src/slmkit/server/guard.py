@@ -30,9 +30,9 @@ from slmkit.errors import (
     Unauthorized,
 )
 from slmkit.server.audit import AuditLog
-from slmkit.server.auth import KeyStore, check_static, parse_bearer
+from slmkit.server.auth import KeyStore, check_static, credential
 from slmkit.server.context import ANONYMOUS, Principal, RequestContext, current_request
-from slmkit.server.errors import error_body
+from slmkit.server.errors import error_body, error_status
 from slmkit.server.limits import RateLimiter
 from slmkit.server.metrics import Metrics
 from slmkit.server.policy import Policy, match
@@ -69,8 +69,10 @@ class GuardState:
             self._keys_checked = (time.monotonic(), value)
         return value
 
-    def authenticate(self, header: str | None) -> Principal:
-        token = parse_bearer(header)
+    def authenticate(self, header: str | None, api_key: str | None = None) -> Principal:
+        """The caller of ``Authorization: Bearer KEY`` or, without that header, ``x-api-key: KEY``
+        (Anthropic's clients send that one)."""
+        token = credential(header, api_key)
         static = self.settings.security.api_key
         if static is not None and check_static(token, static.get_secret_value()):
             return Principal(name="static-key", admin=True)
@@ -93,9 +95,10 @@ class Guard:
         try:
             if self.state.draining:
                 raise ServiceUnavailable("the server is shutting down", retry_after=5)
-            body, receive = await self._read_body(scope, receive)
+            policy, path_params = match(self.state.routes, scope)
+            body, receive = await self._read_body(scope, receive, policy)
             ctx.principal = self._principal(scope)
-            self._authorize(scope, ctx.principal, body)
+            self._authorize(ctx.principal, body, policy, path_params)
             extra = self._admit(ctx)
             admitted = True
             if ctx.capture:
@@ -106,7 +109,7 @@ class Guard:
             finally:
                 self.state.active -= 1
         except SlmkitError as exc:
-            status["code"] = exc.status
+            status["code"] = error_status(scope["path"], exc)
             self.state.metrics.errors.labels(exc.code).inc()
             if isinstance(exc, RateLimited):
                 self.state.metrics.rate_limited.inc()
@@ -130,11 +133,10 @@ class Guard:
             return ANONYMOUS
         if scope["path"] == "/" or scope["path"].startswith("/static/"):
             return ANONYMOUS  # the chat page holds no data; it asks for a key when its API calls get 401
-        return self.state.authenticate(_header(scope, b"authorization"))
+        return self.state.authenticate(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
 
-    def _authorize(self, scope: Scope, who: Principal, body: bytes) -> None:
+    def _authorize(self, who: Principal, body: bytes, policy: Policy, path_params: dict[str, Any]) -> None:
         """The route's declared policy (see ``server.policy``)."""
-        policy, path_params = match(self.state.routes, scope)
         if policy.kind == "admin" and not who.admin:
             raise AdminRequired("this route changes the model store: it needs a key created with --admin")
         if policy.kind != "model" or who.models is None:
@@ -153,8 +155,12 @@ class Guard:
         ctx.charge = lambda n: self.state.limiter.charge(who, n)
         return headers
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
-        cap = self.state.settings.server.max_body_bytes
+    async def _read_body(self, scope: Scope, receive: Receive, policy: Policy) -> tuple[bytes, Receive]:
+        """The body, read under the cap the route declares (a ``stream`` route reads its own)."""
+        if policy.body == "stream":
+            return b"", receive
+        server = self.state.settings.server
+        cap = server.max_batch_body_bytes if policy.body == "batch" else server.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > cap:
             raise PayloadTooLarge(f"request body over the {cap}-byte limit")
@@ -236,4 +242,4 @@ def _error(scope: Scope, exc: SlmkitError) -> JSONResponse:
     headers = exc.headers()
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse(body, status_code=error_status(scope["path"], exc), headers=headers)

@@ -8,9 +8,10 @@ FastAPI builds the document from the routes; ``truthful(document)`` then rewrite
   401 (keys), 429 (rate limits, a full queue) and 503 (draining); a body route 400, 413 and 415;
   a route that names a model 404;
 * errors are ``{"error": {"message", "type", "param", "code"}}`` outside ``/api/`` and
-  ``{"error": "..."}`` under it (Ollama's shape);
-* streamed routes add ``text/event-stream`` (OpenAI) or ``application/x-ndjson`` (Ollama);
-  ``/metrics`` is Prometheus text; ``/api/copy`` and ``/api/delete`` answer 200 with no body.
+  ``{"error": "..."}`` under it (Ollama's shape), ``{"type": "error", "error": {"type", "message"}}``
+  under ``/v1/messages`` (Anthropic's, where a full queue is 529);
+* streamed routes add ``text/event-stream`` (OpenAI, Anthropic) or ``application/x-ndjson`` (Ollama);
+  ``/metrics`` is Prometheus text; ``/api/copy``, ``/api/delete`` and ``/api/blobs`` answer with no body.
 """
 
 from __future__ import annotations
@@ -30,18 +31,29 @@ OPENAI_ERROR = {
 }
 SSE_EVENT = {"type": "object", "required": ["data"],
              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+ANTHROPIC_ERROR = {
+    "type": "object", "required": ["type", "error"],
+    "properties": {"type": {"const": "error"}, "error": {
+        "type": "object", "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+    }},
+}
 OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 REASONS = {400: "Invalid request", 401: "Missing or invalid API key",
            403: "Refused: a foreign Host or Origin, or a model outside the key's scope",
            404: "Unknown model (or stored response)", 413: "Request body too large", 415: "The body is not JSON",
            429: "Rate limited or the wait queue is full (see Retry-After)",
-           431: "Request headers too large", 503: "The server is shutting down or not ready"}
+           431: "Request headers too large", 503: "The server is shutting down or not ready",
+           529: "The wait queue is full (see Retry-After)"}
 PROBES = frozenset({"/health", "/ready"})
 SSE = frozenset({"/v1/chat/completions", "/v1/completions"})
-SSE_EVENTS = frozenset({"/v1/responses"})  # semantic events: each has an event: line and a JSON data line
+# semantic events (Responses, Anthropic): each has an event: line and a JSON data line
+SSE_EVENTS = frozenset({"/v1/responses", "/v1/messages"})
+ANTHROPIC = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 NDJSON = frozenset({"/api/generate", "/api/chat", "/api/pull", "/api/create"})
-NO_BODY = frozenset({"/api/copy", "/api/delete"})
+NO_BODY = frozenset({"/api/copy", "/api/delete", "/api/blobs/{digest}"})
 NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
+                           "/v1/messages", "/v1/messages/count_tokens",
                            "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
                            "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize"})
 STORED = frozenset({"/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"})
@@ -67,6 +79,7 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
     schemas.pop("ValidationError", None)
     schemas["OpenAIError"] = OPENAI_ERROR
     schemas["OllamaError"] = OLLAMA_ERROR
+    schemas["AnthropicError"] = ANTHROPIC_ERROR
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
             _rewrite(path, method, operation)
@@ -87,12 +100,12 @@ def _rewrite(path: str, method: str, operation: dict[str, Any]) -> None:
         content = ok.setdefault("content", {})
         content.pop("application/json", None)
         content[PLAIN_TEXT[path]] = {"schema": {"type": "string"}}
-    ref: dict[str, Any] = {"$ref": "#/components/schemas/" + ("OllamaError" if path.startswith("/api/")
-                                                              else "OpenAIError")}
+    shape = "OllamaError" if path.startswith("/api/") else "AnthropicError" if path in ANTHROPIC else "OpenAIError"
+    ref: dict[str, Any] = {"$ref": "#/components/schemas/" + shape}
     if path == "/ready":  # not ready is a status, not an error
         ref = {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}}}
     for status in _statuses(path, method, operation):
-        headers = {"Retry-After": {"schema": {"type": "string"}}} if status in (429, 503) else None
+        headers = {"Retry-After": {"schema": {"type": "string"}}} if status in (429, 503, 529) else None
         entry: dict[str, Any] = {"description": REASONS[status], "content": {"application/json": {"schema": ref}}}
         if headers:
             entry["headers"] = headers
@@ -110,4 +123,6 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
         codes += [413, 415]
     if path in NAMES_A_MODEL or path in STORED:  # an unknown model, or an unknown (or another key's) response
         codes += [404]
+    if path == "/v1/messages":
+        codes += [529]  # a full wait queue, as Anthropic answers it
     return sorted(set(codes))

@@ -9,6 +9,10 @@
   caller must be authenticated whenever keys exist (as for every route), and the handler
   answers 404 for records of another principal.
 
+A route may also say how large its body may be: ``json`` (``server.max_body_bytes``, the
+default), ``batch`` (``server.max_batch_body_bytes``: embedding batches) or ``stream`` (the guard
+does not read it; the route reads and caps it itself, as a blob upload does).
+
 ``check_routes`` refuses to build an app with a route that declares nothing, so a new route
 cannot forget."""
 
@@ -24,6 +28,7 @@ from starlette.types import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 Kind = Literal["open", "model", "admin", "owner"]
+Body = Literal["json", "batch", "stream"]
 _ATTR = "__slm_policy__"
 
 
@@ -33,6 +38,7 @@ class Policy:
     fields: tuple[str, ...] = ()  # body fields that name models
     path_param: str | None = None  # or the path parameter that does
     model_kind: str = "chat"  # which default model an absent name means (chat | embedding)
+    body: Body = "json"  # which cap the guard reads the body under (stream: the route reads it)
 
 
 def _declare(policy: Policy) -> Callable[[F], F]:
@@ -47,12 +53,14 @@ def open_route() -> Callable[[F], F]:
     return _declare(Policy("open"))
 
 
-def model_route(*fields: str, path_param: str | None = None, model_kind: str = "chat") -> Callable[[F], F]:
-    return _declare(Policy("model", fields or (("model",) if path_param is None else ()), path_param, model_kind))
+def model_route(*fields: str, path_param: str | None = None, model_kind: str = "chat",
+                body: Body = "json") -> Callable[[F], F]:
+    return _declare(Policy("model", fields or (("model",) if path_param is None else ()), path_param, model_kind,
+                           body))
 
 
-def admin_route() -> Callable[[F], F]:
-    return _declare(Policy("admin"))
+def admin_route(body: Body = "json") -> Callable[[F], F]:
+    return _declare(Policy("admin", body=body))
 
 
 def owner_route() -> Callable[[F], F]:

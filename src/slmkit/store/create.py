@@ -6,6 +6,7 @@ from pathlib import Path
 
 from slmkit.errors import ModelNotFound
 from slmkit.store.aliases import canonical_name
+from slmkit.store.blobs import blob_digest, is_blob_ref
 from slmkit.store.embedded import EMBEDDED
 from slmkit.store.modelfile import Profile
 from slmkit.store.names import is_valid, parse_ref
@@ -16,7 +17,10 @@ from slmkit.store.template import ProfileTemplate
 
 
 def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter, allow_paths: bool) -> Manifest:
-    """The model FROM names: a store model, an embedded model (registered on the way), or a GGUF path."""
+    """The model FROM names: a store model, an embedded model (registered on the way), an uploaded
+    blob (``@sha256:<hex>``) or a GGUF path."""
+    if is_blob_ref(from_):
+        return _blob(store, blob_digest(from_), report)
     if is_valid(from_):
         key = canonical_name(from_, store.home)  # tags and aliases (smollm2:135m, qwen3:4b): store/aliases.py
         found = store.find(key)
@@ -41,6 +45,20 @@ def _base(store: Store, from_: str, base_dir: Path | None, report: Reporter, all
         return Manifest(name="file", tag="latest", digest=digest, size=size, file_name=path.name,
                         source={"kind": "file", "path": str(path.resolve())})
     raise ModelNotFound(f"FROM '{from_}' is not a model in the store, an embedded model or a file", param="from")
+
+
+def _blob(store: Store, digest: str, report: Reporter) -> Manifest:
+    """A GGUF uploaded with POST /api/blobs (what ``ollama create`` with files sends)."""
+    from slmkit.store.gguf_meta import read_gguf
+
+    path = store.blob_path(digest)
+    if not path.is_file():
+        raise ModelNotFound(f"blob {digest} is not in the store: upload it first (POST /api/blobs/{digest})",
+                            param="files")
+    read_gguf(path)  # anything but a GGUF: 400 corrupt_gguf
+    report(PullEvent(f"using uploaded blob {digest}"))
+    return Manifest(name="blob", tag="latest", digest=digest, size=path.stat().st_size,
+                    file_name=f"{digest.removeprefix('sha256:')[:12]}.gguf", source={"kind": "blob"})
 
 
 def create(store: Store, name: str, profile: Profile, *, base_dir: Path | None = None,

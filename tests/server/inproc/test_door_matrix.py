@@ -1,7 +1,8 @@
 """The door matrix: each behaviour of the use-case layer, through every door.
 
-Doors: OpenAI chat, OpenAI completions, OpenAI Responses, Ollama chat, Ollama generate (HTTP, in
-process over ASGITransport), and the Python API. ``slm run`` is covered in tests/cli/test_run_door.py.
+Doors: OpenAI chat, OpenAI completions, OpenAI Responses, Ollama chat, Ollama generate, Anthropic
+messages (HTTP, in process over ASGITransport), and the Python API. ``slm run`` is covered in
+tests/cli/test_run_door.py.
 Every door reaches the same FakeEngine, so a test checks both what the client got and what
 reached the engine."""
 
@@ -131,6 +132,34 @@ async def ollama_generate(home: Path, model: str = MODEL, prompt: str = "hi", ke
     return Answer(200, r.json()["response"], r.json()["done_reason"])
 
 
+ANTHROPIC_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+ANTHROPIC_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error", 500: "api_error"}
+
+
+def _anthropic_body(model: str, prompt: str, opts: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "max_tokens": opts.pop("max_tokens", 256),  # required here
+                            "messages": [{"role": "user", "content": prompt}]}
+    if "stop" in opts:
+        body["stop_sequences"] = opts.pop("stop")
+    if "format" in opts:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": opts.pop("format")}}
+    if "tools" in opts:
+        body["tools"] = [{"name": t["function"]["name"], "description": t["function"]["description"],
+                          "input_schema": t["function"]["parameters"]} for t in opts.pop("tools")]
+    return {**body, **opts}
+
+
+async def anthropic_messages(home: Path, model: str = MODEL, prompt: str = "hi", key: str | None = None,
+                             **opts: Any) -> Answer:
+    r = await _http(home, "/v1/messages", _anthropic_body(model, prompt, opts), key)
+    if r.status_code != 200:
+        return Answer(r.status_code, error=r.json())
+    data = r.json()
+    text = "".join(b["text"] for b in data["content"] if b["type"] == "text")
+    calls = [{"name": b["name"], "arguments": b["input"]} for b in data["content"] if b["type"] == "tool_use"]
+    return Answer(200, text, ANTHROPIC_FINISH[data["stop_reason"]], calls)
+
+
 async def python_api(home: Path, model: str = MODEL, prompt: str = "hi", key: str | None = None,
                      **opts: Any) -> Answer:
     if "format" in opts:
@@ -155,11 +184,12 @@ async def _to_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-CHAT_DOORS = [openai_chat, openai_responses, ollama_chat, ollama_generate, python_api]
-DOORS = [openai_chat, openai_completions, openai_responses, ollama_chat, ollama_generate, python_api]
-TOOL_DOORS = [openai_chat, openai_responses, ollama_chat, python_api]
+CHAT_DOORS = [openai_chat, openai_responses, ollama_chat, ollama_generate, anthropic_messages, python_api]
+DOORS = [openai_chat, openai_completions, openai_responses, ollama_chat, ollama_generate, anthropic_messages,
+         python_api]
+TOOL_DOORS = [openai_chat, openai_responses, ollama_chat, anthropic_messages, python_api]
 HTTP = {openai_chat: "openai", openai_completions: "openai", openai_responses: "openai", ollama_chat: "ollama",
-        ollama_generate: "ollama"}
+        ollama_generate: "ollama", anthropic_messages: "anthropic"}
 
 
 def check_error_shape(door: Ask, answer: Answer, status: int, param: str | None = None,
@@ -171,6 +201,9 @@ def check_error_shape(door: Ask, answer: Answer, status: int, param: str | None 
         assert param is None or answer.error.param == param
     elif HTTP[door] == "ollama":
         assert set(answer.error) == {"error"} and isinstance(answer.error["error"], str) and answer.error["error"]
+    elif HTTP[door] == "anthropic":  # no code or param in this shape: the type says what kind
+        assert answer.error["type"] == "error" and set(answer.error["error"]) == {"type", "message"}
+        assert answer.error["error"]["type"] == ANTHROPIC_TYPES[status] and answer.error["error"]["message"]
     else:
         error = answer.error["error"]
         assert set(error) >= {"message", "type", "param", "code"}
@@ -186,7 +219,8 @@ async def test_profile_defaults(door: Ask, home: Path, engines: Engines) -> None
     assert answer.status == 200, answer
     request = engines["tuned"].requests[-1]
     assert request.sampling.temperature == pytest.approx(0.13) and request.sampling.top_k == 7
-    assert request.max_tokens == 5 and answer.finish == "length" and len(answer.text) == 5
+    if door is not anthropic_messages:  # max_tokens is required there: num_predict never fills it
+        assert request.max_tokens == 5 and answer.finish == "length" and len(answer.text) == 5
     prompt = engines["tuned"].detokenize(request.prompt)
     assert ("You are Tuned." in prompt) == (door is not openai_completions)  # no template, no SYSTEM
 
@@ -243,6 +277,32 @@ async def test_tool_calls(door: Ask, home: Path, engines: Engines) -> None:
     assert "get_weather" in (engines[MODEL].requests[-1].sampling.grammar or "")
 
 
+# what pydantic's model_json_schema() gives for a model with a nested model and an enum
+REF_SCHEMA = {"$defs": {"Place": {"properties": {"city": {"title": "City", "type": "string"}}, "required": ["city"],
+                                  "title": "Place", "type": "object"},
+                        "Unit": {"enum": ["celsius", "fahrenheit"], "title": "Unit", "type": "string"}},
+              "properties": {"place": {"$ref": "#/$defs/Place"},
+                             "unit": {"$ref": "#/$defs/Unit", "default": "celsius"}},
+              "required": ["place"], "title": "Weather", "type": "object"}
+REF_TOOLS = [*TOOLS, {"type": "function", "function": {"name": "weather", "description": "Weather",
+                                                        "parameters": REF_SCHEMA}}]
+
+
+@pytest.mark.parametrize("door", TOOL_DOORS)
+async def test_tool_schemas_with_refs(door: Ask, home: Path, engines: Engines) -> None:
+    engines.reply = ('<tool_call>\n{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}'
+                     '\n</tool_call>')
+    answer = await door(home, tools=REF_TOOLS)
+    assert answer.status == 200, answer
+    assert answer.tool_calls == [{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}]
+    grammar = engines[MODEL].requests[-1].sampling.grammar or ""
+    assert "t1-ref" in grammar and '\\"fahrenheit\\"' in grammar  # the references resolved inside the oneOf
+    broken = [{"type": "function", "function": {"name": "loop", "description": "", "parameters": {"$ref": "#"}}}]
+    param = {openai_responses: "tools.0.parameters", anthropic_messages: "tools.0.input_schema"}.get(
+        door, "tools.0.function.parameters")
+    check_error_shape(door, await door(home, tools=broken), 400, param=param)
+
+
 @pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_tools_with_format_is_400(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, tools=TOOLS, format=SCHEMA)
@@ -262,6 +322,25 @@ async def test_stop_strings(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, stop=["STOP"])
     assert answer.status == 200, answer
     assert answer.text == "one two " and answer.finish == "stop"
+
+
+LONG = "BEGIN " + "word " * 600 + "END"  # ~3000 tokens (FakeEngine reads bytes), over the 2048 context
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_over_long_input(door: Ask, home: Path, engines: Engines) -> None:
+    """Ollama's doors truncate by default (the prompt's end stays; ``truncate: false``: 400); the
+    OpenAI doors and the Python API answer context_length_exceeded (OpenAI's way)."""
+    answer = await door(home, prompt=LONG, max_tokens=8)
+    if door in (ollama_chat, ollama_generate):
+        assert answer.status == 200, answer
+        request = engines[MODEL].requests[-1]
+        prompt = engines[MODEL].detokenize(request.prompt)
+        assert len(request.prompt) + 8 <= 2048 and "END" in prompt and "BEGIN" not in prompt
+        check_error_shape(door, await door(home, prompt=LONG, max_tokens=8, truncate=False), 400)
+    else:
+        check_error_shape(door, answer, 400, code="context_length_exceeded")
+    assert not engines[MODEL].requests or door in (ollama_chat, ollama_generate)  # the last app's engine
 
 
 @pytest.mark.parametrize("name", [f"{MODEL}:latest", "smollm2:135m"])

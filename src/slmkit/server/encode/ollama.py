@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from slmkit.errors import ModelNotFound, SlmkitError
+from slmkit.errors import InternalError, ModelNotFound, SlmkitError
 from slmkit.server.protocol.ollama import now_rfc3339
 from slmkit.server.tools import ToolCall
 from slmkit.server.usecases.run import Delta, Finish, Run
+
+log = logging.getLogger("slmkit.server")
 
 
 def error_body(exc: SlmkitError) -> dict[str, Any]:
@@ -36,6 +39,9 @@ def ndjson_response(lines: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
                 yield json.dumps(line, ensure_ascii=False) + "\n"
         except SlmkitError as exc:
             yield json.dumps(error_body(exc)) + "\n"
+        except Exception as exc:  # an encoder bug: still an error line, never a cut connection
+            log.exception("a stream failed")
+            yield json.dumps(error_body(InternalError(f"internal error: {exc.__class__.__name__}"))) + "\n"
 
     return StreamingResponse(encode(), media_type="application/x-ndjson")
 
@@ -58,15 +64,17 @@ def _final(run: Run, d: Delta, started: float, load_s: float) -> dict[str, Any]:
 
 async def generate_lines(run: Run, model: str, started: float, load_s: float,
                          with_context: bool = True) -> AsyncIterator[dict[str, Any]]:
+    """One line per piece of text; the final line (``done``) carries none, as Ollama's does."""
     tokens: list[int] = []
     async for d in run.deltas():
         tokens += d.token_ids
-        line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": d.text, "done": False}
+        if d.text:
+            yield {"model": model, "created_at": now_rfc3339(), "response": d.text, "done": False}
         if d.finish is not None:
-            line.update(_final(run, d, started, load_s))
+            line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": "",
+                                    **_final(run, d, started, load_s)}
             if with_context:
                 line["context"] = [*run.prompt(0), *tokens]
-        if d.text or d.finish is not None:
             yield line
 
 
@@ -75,17 +83,18 @@ def _call(call: ToolCall, index: int) -> dict[str, Any]:
 
 
 async def chat_lines(run: Run, model: str, started: float, load_s: float) -> AsyncIterator[dict[str, Any]]:
+    """Text and tool calls in ``done: false`` lines; the final line's message is empty."""
     count = 0
     async for d in run.deltas():
-        message: dict[str, Any] = {"role": "assistant", "content": d.text}
-        if d.tool_calls:
-            message["tool_calls"] = [_call(c, count + i) for i, c in enumerate(d.tool_calls)]
-            count += len(d.tool_calls)
-        line: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+        if d.text or d.tool_calls:
+            message: dict[str, Any] = {"role": "assistant", "content": d.text}
+            if d.tool_calls:
+                message["tool_calls"] = [_call(c, count + i) for i, c in enumerate(d.tool_calls)]
+                count += len(d.tool_calls)
+            yield {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
         if d.finish is not None:
-            line.update(_final(run, d, started, load_s))
-        if d.text or d.tool_calls or d.finish is not None:
-            yield line
+            yield {"model": model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""},
+                   **_final(run, d, started, load_s)}
 
 
 async def collect_generate(lines: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:

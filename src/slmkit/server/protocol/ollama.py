@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import (
@@ -64,7 +64,17 @@ def _duration(value: str) -> float:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-class Options(BaseModel):
+class NullIsDefault(BaseModel):
+    """JSON ``null`` means "not given", as Ollama's decoder reads it: the field keeps its default
+    (``stream: null`` streams, ``options: null`` is no options, a message's ``content: null`` is "")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+class Options(NullIsDefault):
     """Ollama's runtime options. Unknown options are ignored, as Ollama does; known ones are
     type-checked (400 naming ``options.<name>``)."""
 
@@ -107,7 +117,7 @@ class Options(BaseModel):
         return self.num_predict
 
 
-class OllamaRequest(RequestBody):
+class OllamaRequest(NullIsDefault, RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
@@ -115,7 +125,9 @@ class OllamaRequest(RequestBody):
     format: str | dict[str, Any] | None = None
     options: Options = Field(default_factory=Options)
     keep_alive: KeepAlive | None = None
-    think: bool | str | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
+    truncate: bool = True  # over-long input: drop the oldest messages / keep the prompt's end; false: 400
+    shift: bool = True  # accepted; the engine never shifts: an answer ends at the context's end ("length")
 
     def output_format(self) -> OutputFormat | None:
         if self.format in (None, ""):
@@ -150,7 +162,8 @@ class GenerateRequest(OllamaRequest):
                                  param="template")
         common: dict[str, Any] = {"model": self.model, "options": self.options.to_options(),
                                   "format": self.output_format(), "keep_alive": self.keep_alive_s(),
-                                  "context": self.context or None}
+                                  "context": self.context or None, "truncate": self.truncate,
+                                  "think": bool(self.think)}
         if self.raw:
             return CompletionCall(prompts=[self.prompt], parse_special=True, **common)
         system = [{"role": "system", "content": self.system}] if self.system else []
@@ -158,19 +171,19 @@ class GenerateRequest(OllamaRequest):
                         params=Params(input="prompt", max_tokens="options.num_predict"), **common)
 
 
-class ToolCallFunction(BaseModel):
+class ToolCallFunction(NullIsDefault):
     model_config = ConfigDict(extra="allow")
     name: str
     arguments: dict[str, Any] | str = Field(default_factory=dict)
     index: int | None = None
 
 
-class ToolCallIn(BaseModel):
+class ToolCallIn(NullIsDefault):
     model_config = ConfigDict(extra="allow")
     function: ToolCallFunction
 
 
-class Message(BaseModel):
+class Message(NullIsDefault):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
@@ -205,10 +218,11 @@ class ChatRequest(OllamaRequest):
         return ChatCall(model=self.model, messages=[m.to_template() for m in self.messages],
                         options=self.options.to_options(), tools=tools,
                         tool_choice=self.tool_choice if tools else None, format=self.output_format(),
-                        keep_alive=self.keep_alive_s(), params=Params(max_tokens="options.num_predict"))
+                        keep_alive=self.keep_alive_s(), truncate=self.truncate, think=bool(self.think),
+                        params=Params(max_tokens="options.num_predict"))
 
 
-class EmbedRequest(RequestBody):
+class EmbedRequest(NullIsDefault, RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
@@ -219,12 +233,13 @@ class EmbedRequest(RequestBody):
     dimensions: Count | None = None
 
     def to_call(self) -> EmbedCall:
-        inputs: list[Any] = [self.input] if isinstance(self.input, str) else list(self.input)
+        """An empty input (``""`` or ``[]``) loads the model and answers no vectors, as Ollama does."""
+        inputs: list[Any] = list(self.input) if isinstance(self.input, list) else [self.input] if self.input else []
         return EmbedCall(model=self.model, inputs=inputs, truncate=self.truncate, dimensions=self.dimensions,
-                         keep_alive=parse_keep_alive(self.keep_alive))
+                         keep_alive=parse_keep_alive(self.keep_alive), empty_ok=True)
 
 
-class EmbeddingsRequest(RequestBody):
+class EmbeddingsRequest(NullIsDefault, RequestBody):
     """The legacy single-input route."""
 
     model_config = ConfigDict(extra="ignore")

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import RequestBody
+from slmkit.store.blobs import blob_digest
 from slmkit.store.modelfile import Profile, add_parameter, parse_modelfile
 
 
@@ -58,6 +59,8 @@ class CreateRequest(_Named):
     parameters: dict[str, Any] | None = None
     messages: list[Message] | None = None
     quantize: str | None = None
+    files: dict[str, str] | None = None  # file name -> digest of a blob uploaded with POST /api/blobs
+    adapters: dict[str, str] | None = None
     stream: bool = True
 
     def profile(self) -> Profile:
@@ -65,6 +68,10 @@ class CreateRequest(_Named):
         profile = parse_modelfile(self.modelfile) if self.modelfile else Profile()
         if self.from_:
             profile.from_ = self.from_
+        if self.files:
+            profile.from_ = self._gguf_blob()
+        if self.adapters:
+            raise InvalidRequest("adapters (LoRA) are not supported", param="adapters")
         if not profile.from_:
             raise InvalidRequest("from is required (or a modelfile with a FROM line)", param="from")
         if self.system is not None:
@@ -80,6 +87,15 @@ class CreateRequest(_Named):
         if self.messages:
             profile.messages = [m.model_dump() for m in self.messages]
         return profile
+
+
+    def _gguf_blob(self) -> str:
+        """The one GGUF among ``files``, as a blob reference (``@sha256:<hex>``)."""
+        assert self.files
+        if self.from_ or len(self.files) != 1 or not next(iter(self.files)).lower().endswith(".gguf"):
+            raise InvalidRequest("files must hold exactly one .gguf file, without from (safetensors imports are "
+                                 "not supported: convert to GGUF with `slm convert`)", param="files")
+        return "@" + blob_digest(next(iter(self.files.values())))
 
 
 class ProgressResponse(BaseModel):

@@ -54,7 +54,7 @@ async def _load_only(request: Request, body: OllamaRequest, field: str) -> dict[
 async def generate(body: GenerateRequest, request: Request) -> Any:
     started = time.perf_counter()
     call = body.to_call()
-    if not body.prompt and not body.system:
+    if not body.prompt:  # with a system prompt alone too, as Ollama does
         return await _load_only(request, body, "response")
     run = await service(request).chat(call) if isinstance(call, ChatCall) else await service(request).complete(call)
     lines = wire.generate_lines(run, body.model, started, run.load_s, with_context=not body.raw)
@@ -79,7 +79,7 @@ async def chat(body: ChatRequest, request: Request) -> Any:
 
 # -- embeddings --------------------------------------------------------------------------
 @router.post("/api/embed")
-@model_route(model_kind="embedding")
+@model_route(model_kind="embedding", body="batch")
 async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
     result = await until_disconnected(request, service(request).embed(body.to_call()))
     return EmbedResponse(model=body.model, embeddings=result.vectors, total_duration=wire.ns(result.total_s),
@@ -100,7 +100,7 @@ def _details(facts: GgufFacts) -> Details:
                    quantization_level=facts.quantization)
 
 
-@router.get("/api/tags")
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
 @open_route()
 async def tags(request: Request) -> TagsResponse:
     """Every model this server can serve (loaded or not)."""
@@ -139,7 +139,7 @@ async def ps(request: Request) -> PsResponse:
     return PsResponse(models=out)
 
 
-@router.get("/api/version")
+@router.api_route("/api/version", methods=["GET", "HEAD"])
 @open_route()
 async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "slmkit": __version__}

@@ -46,7 +46,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 
 @router.post("/v1/embeddings")
-@model_route(model_kind="embedding")
+@model_route(model_kind="embedding", body="batch")
 async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
     """Sentence vectors (unit length). ``dimensions`` is accepted only when it equals the
     model's own; inputs over the model's context are rejected (OpenAI does the same)."""

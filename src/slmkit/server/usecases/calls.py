@@ -91,7 +91,10 @@ class Params:
     input: str = "messages"
     tools: str = "tools"
     tool_choice: str = "tool_choice"
+    tool_schema: str = "function.parameters"  # a tool's JSON schema, below tools.N
     max_tokens: str = "max_tokens"
+    stop: str = "stop"
+    think: str = "think"
 
 
 @dataclass
@@ -108,7 +111,9 @@ class ChatCall:
     format: OutputFormat | None = None
     keep_alive: float | None = None
     context: list[int] | None = None  # tokens before the prompt (Ollama's generate ``context``)
-    truncate: bool | None = None  # drop the oldest turns to fit (None: the server's setting)
+    truncate: bool | None = None  # drop the oldest turns, then the last one's start, to fit (None: the setting)
+    think: bool = False  # a reasoning trace was asked for (400 on models without one)
+    continue_final: bool = False  # a final assistant message is continued, not closed (Anthropic's prefill)
     principal: Principal | None = None  # the caller; None: the current request's
     params: Params = field(default_factory=Params)
 
@@ -125,6 +130,8 @@ class CompletionCall:
     echo: bool = False
     parse_special: bool = False  # raw prompts with template markup (Ollama's raw mode)
     context: list[int] | None = None
+    truncate: bool | None = None  # keep each prompt's end when it does not fit (None: the server's setting)
+    think: bool = False
     default_max_tokens: int | None = None  # the door's default when neither call nor profile sets one
     principal: Principal | None = None
     params: Params = field(default_factory=lambda: Params(input="prompt"))
@@ -137,7 +144,8 @@ class EmbedCall:
     model: str | None
     inputs: list[str | list[int]]
     truncate: bool = True
-    dimensions: int | None = None
+    dimensions: int | None = None  # shorten (and renormalize) each vector to this many dimensions
     keep_alive: float | None = None
+    empty_ok: bool = False  # no inputs: load the model and answer no vectors (Ollama) instead of 400
     principal: Principal | None = None
     param: str = "input"

@@ -8,6 +8,7 @@ its body into a call and the returned ``Run`` into its wire format."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -114,29 +115,45 @@ class GenerationService:
         generation = self._start(p.engine, p.prompts, p.options, p.grammar, p.prompt_logprobs)
         echo = [p.engine.detokenize(generation.prompts[i // p.options.n]) if p.echo else ""
                 for i in range(len(generation.streams))]
-        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None)
+        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None,
+                   stops=p.options.stop or (), detokenize=p.engine.detokenize)
 
     async def prepare_chat(self, call: ChatCall) -> Prepared:
         started = time.perf_counter()
         engine = await self.load(call.model, keep_alive=call.keep_alive, principal=call.principal)
         if len(call.messages) > self.limits.max_messages:
             raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param=call.params.input)
+        _check_think(call.think, call.model or engine.name, call.params.think)
         options = self._options(engine, call.options, call.params)
         plan = await asyncio.to_thread(self._plan, call)
         grammar = plan.grammar if plan is not None else await _grammar(call.format)
-        truncate = call.truncate if call.truncate is not None else (
-            self.registry.settings.engine.context_overflow == "truncate")
-        entry = self.registry.entry(engine.name)
-        prompt = await asyncio.to_thread(
-            prompts.chat_tokens, engine, call.messages, profile=entry.profile if entry else None,
-            template=entry.template if entry else None, plan=plan, truncate=truncate,
-            room=options.max_tokens or 1)
+        truncate, room, limit = self._truncation(engine, call.truncate, options)
+        prompt = await self._render(engine, call, plan, truncate, room, limit)
         if call.context:
             engine.info.check_tokens(call.context, "context")
-            prompt = [*call.context, *prompt]
+            kept = max(limit - room - len(prompt), 0) if truncate else len(call.context)
+            prompt = [*call.context[len(call.context) - kept:], *prompt]  # the oldest context goes first
         options = self._fit(engine, options, prompt)
         self._check_prompts(engine, [prompt], options, call.params)
         return Prepared(engine, [prompt], options, grammar, call.params, plan, load_s=time.perf_counter() - started)
+
+    async def count_chat(self, call: ChatCall) -> int:
+        """The prompt tokens ``chat`` would send for this call (profile, tools and template
+        applied as they would be); nothing is generated and no context check applies."""
+        engine = await self.load(call.model, keep_alive=call.keep_alive, principal=call.principal)
+        if len(call.messages) > self.limits.max_messages:
+            raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param=call.params.input)
+        plan = await asyncio.to_thread(self._plan, call)
+        return len(await self._render(engine, call, plan, truncate=False, room=1))
+
+    async def _render(self, engine: Engine, call: ChatCall, plan: ToolPlan | None, truncate: bool,
+                      room: int, limit: int | None = None) -> list[int]:
+        """The chat's prompt tokens, rendered in a worker thread with the served profile."""
+        entry = self.registry.entry(engine.name)
+        return await asyncio.to_thread(
+            prompts.chat_tokens, engine, call.messages, profile=entry.profile if entry else None,
+            template=entry.template if entry else None, plan=plan, truncate=truncate, room=room, limit=limit,
+            continue_final=call.continue_final)
 
     async def prepare_completion(self, call: CompletionCall) -> Prepared:
         started = time.perf_counter()
@@ -145,6 +162,7 @@ class GenerationService:
             raise InvalidRequest(f"{call.params.input} must not be empty", param=call.params.input)
         if len(call.prompts) > self.limits.max_prompts:
             raise InvalidRequest(f"at most {self.limits.max_prompts} prompts per request", param=call.params.input)
+        _check_think(call.think, call.model or engine.name)
         options = self._options(engine, call.options, call.params)
         if options.max_tokens is None and call.default_max_tokens is not None:
             options = replace(options, max_tokens=call.default_max_tokens)
@@ -158,26 +176,32 @@ class GenerationService:
         if call.context:
             engine.info.check_tokens(call.context, "context")
             tokens = [[*call.context, *t] for t in tokens]
+        truncate, room, limit = self._truncation(engine, call.truncate, options)
+        if truncate:
+            tokens = [prompts.keep_end(engine, t, limit - room) for t in tokens]
         options = self._fit(engine, options, max(tokens, key=len))
         self._check_prompts(engine, tokens, options, call.params)
         return Prepared(engine, tokens, options, grammar, call.params, echo=call.echo,
                         prompt_logprobs=options.logprobs if call.echo else None, load_s=time.perf_counter() - started)
 
     async def embed(self, call: EmbedCall) -> EmbeddingResult:
-        """Unit-length vectors, one per input; over-long inputs cut when ``truncate``, else 400."""
+        """Unit-length vectors, one per input; over-long inputs cut when ``truncate``, else 400;
+        with ``dimensions``, each vector's first dimensions, renormalized (both doors)."""
         started = time.perf_counter()
-        if not call.inputs:
+        if not call.inputs and not call.empty_ok:
             raise InvalidRequest(f"{call.param} must not be empty", param=call.param)
         if len(call.inputs) > MAX_EMBEDDING_INPUTS:
             raise InvalidRequest(f"{call.param} may hold at most {MAX_EMBEDDING_INPUTS} items", param=call.param)
         embedder = await self.embedder(call.model, keep_alive=call.keep_alive, principal=call.principal)
-        if call.dimensions is not None and call.dimensions != embedder.dimensions:
-            raise InvalidRequest(f"model '{embedder.name}' produces {embedder.dimensions}-dimensional vectors and "
-                                 "cannot shorten them", param="dimensions")
+        if call.dimensions is not None and call.dimensions > embedder.dimensions:
+            raise InvalidRequest(f"model '{embedder.name}' produces {embedder.dimensions}-dimensional vectors: "
+                                 f"dimensions may be at most {embedder.dimensions}", param="dimensions")
         loaded = time.perf_counter()
         tokens = await asyncio.to_thread(self._embed_tokens, embedder, call)
         request_context().add_prompt(embedder.name, sum(map(len, tokens)))
-        vectors = await embedder.embed(tokens)
+        vectors = await embedder.embed(tokens) if tokens else []
+        if call.dimensions is not None and call.dimensions < embedder.dimensions:
+            vectors = [_shorten(v, call.dimensions) for v in vectors]
         total = time.perf_counter() - started
         return EmbeddingResult(model=embedder.name, vectors=vectors, prompt_tokens=sum(map(len, tokens)),
                                load_s=loaded - started, total_s=total)
@@ -210,7 +234,7 @@ class GenerationService:
         if options.n > self.limits.max_n:
             raise InvalidRequest(f"n may be at most {self.limits.max_n}", param="n")
         if len(options.stop or ()) > self.limits.max_stop:
-            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param="stop")
+            raise InvalidRequest(f"at most {self.limits.max_stop} stop strings", param=params.stop)
         if options.logit_bias:
             engine.info.check_tokens(list(options.logit_bias), "logit_bias")
         return options
@@ -219,10 +243,19 @@ class GenerationService:
     def _plan(call: ChatCall) -> ToolPlan | None:  # builds a grammar: called in a worker thread
         if call.tools is None and call.tool_choice is None:
             return None
-        plan = plan_tools(parse_tools(call.tools, call.params.tools), call.tool_choice, call.parallel_tool_calls)
+        tools = parse_tools(call.tools, call.params.tools, call.params.tool_schema)
+        plan = plan_tools(tools, call.tool_choice, call.parallel_tool_calls)
         if plan is not None and call.format is not None:
             raise InvalidRequest(f"{call.format.param} and tools cannot be combined", param=call.format.param)
         return plan
+
+    def _truncation(self, engine: Engine, asked: bool | None, options: GenOptions) -> tuple[bool, int, int]:
+        """Whether to cut an over-long input (the call's word, else the server's setting), the
+        context to fit (``num_ctx`` when smaller) and the room the answer keeps in it: ``max_tokens``,
+        else a quarter of it (the engine never shifts the context, as Ollama's runner does)."""
+        truncate = asked if asked is not None else self.registry.settings.engine.context_overflow == "truncate"
+        limit = min(options.num_ctx or engine.context_length, engine.context_length)
+        return truncate, options.max_tokens or max(1, limit // 4), limit
 
     @staticmethod
     def _fit(engine: Engine, options: GenOptions, prompt: list[int]) -> GenOptions:
@@ -283,6 +316,20 @@ async def _grammar(fmt: OutputFormat | None) -> str | None:
     if fmt.schema is None:
         raise InvalidRequest(f"{fmt.param} of type json_schema needs a schema", param=fmt.param)
     return await asyncio.to_thread(json_schema_grammar, fmt.schema, fmt.param)
+
+
+def _check_think(think: bool, model: str, param: str = "think") -> None:
+    """No engine here separates a reasoning trace from the answer yet: asking for one is a 400
+    (in Ollama's words), not a silently ignored option."""
+    if think:
+        raise InvalidRequest(f'"{model}" does not support thinking', param=param)
+
+
+def _shorten(vector: list[float], size: int) -> list[float]:
+    """The first ``size`` dimensions, back to unit length (how Matryoshka embeddings shorten)."""
+    head = vector[:size]
+    norm = math.sqrt(sum(x * x for x in head))
+    return [x / norm for x in head] if norm > 0 else head
 
 
 def _choice_sampling(sampling: SamplingParams, k: int) -> SamplingParams:
