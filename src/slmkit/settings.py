@@ -29,8 +29,8 @@ class EngineSettings(BaseModel):
     batch_size: int = Field(512, ge=16, description="Most tokens in one decode step.")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot.")
     prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens read in one step (chunked prefill).")
-    batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="ONNX engine: how long a new static batch "
-                                 "waits for more requests to fill its free slots.")
+    batch_wait_ms: float = Field(20.0, ge=0, le=10_000, description="Unused since the ONNX engine batches "
+                                 "continuously (kept so that old settings still load).")
     context_overflow: Literal["error", "truncate"] = "error"
     prompt_cache_mib: int | None = Field(None, ge=0, description="Host memory for the KV states of prompts no "
                                          "slot holds any more (like llama-server's --cache-ram), MiB; 0: off; "

@@ -34,7 +34,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 TOKENS = 4
 SENT: list[str] = []  # one entry per request made
-GENERATES = frozenset({"/v1/chat/completions", "/v1/completions", "/api/generate", "/api/chat"})
+GENERATES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/api/generate",
+                       "/api/chat"})
 
 
 def _small(body: Any, *, openai: bool) -> None:
@@ -42,9 +43,10 @@ def _small(body: Any, *, openai: bool) -> None:
     if not isinstance(body, dict):
         return
     if openai:
-        for key in ("max_tokens", "max_completion_tokens"):
+        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             value = body.get(key)
-            if (key == "max_tokens" and value is None) or (isinstance(value, int) and 0 < value <= 64):
+            if (key in ("max_tokens", "max_output_tokens") and value is None) or \
+                    (isinstance(value, int) and 0 < value <= 64):
                 body[key] = min(value or TOKENS, TOKENS)
         return
     options = body.get("options")

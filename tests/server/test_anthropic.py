@@ -81,6 +81,13 @@ def test_streamed_tool_use(claude: anthropic.Anthropic) -> None:
     assert final.stop_reason == "tool_use"
 
 
+def test_prefill_is_continued(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(messages=[{"role": "user", "content": "Name a colour."},
+                                               {"role": "assistant", "content": "The colour is"}], **KW)
+    text = "".join(b.text for b in message.content if b.type == "text")
+    assert text.strip() and not text.startswith("The colour is")
+
+
 def test_count_tokens(claude: anthropic.Anthropic) -> None:
     counted = claude.messages.count_tokens(model=MODEL, messages=ASK)
     with_tools = claude.messages.count_tokens(model=MODEL, messages=ASK, tools=TOOLS)

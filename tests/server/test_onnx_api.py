@@ -76,11 +76,11 @@ def test_models_list_has_both_onnx_models(client: openai.OpenAI) -> None:
     assert {MODEL, ONNX_INT4} <= {m.id for m in client.models.list().data}
 
 
-def test_engine_is_onnx_with_static_batches(onnx_server: ServerProcess, client: openai.OpenAI) -> None:
+def test_engine_is_onnx_with_continuous_batching(onnx_server: ServerProcess, client: openai.OpenAI) -> None:
     client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2)  # loads the model
     slots = httpx.get(f"{onnx_server.url}/slots", timeout=10).json()[MODEL]
-    assert len(slots["slots"]) == 8 and slots["batches_total"] >= 1  # only the ONNX engine forms batches
-    assert {"id", "busy", "cached_tokens", "generated", "batch"} <= set(slots["slots"][0])
+    assert len(slots["slots"]) == 8 and slots["decode_steps_total"] >= 1  # only the ONNX engine counts steps
+    assert {"id", "busy", "cached_tokens", "generated", "batch_row"} <= set(slots["slots"][0])
     metrics = httpx.get(f"{onnx_server.url}/metrics", timeout=10).text
     assert f'slm_requests_running{{model="{MODEL}"}}' in metrics
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.engine.onnx.engine import _set_threads
-from slmkit.engine.onnx.runtime import genai, read_genai_config
+from slmkit.engine.onnx.runtime import genai, read_genai_config, set_threads
 from slmkit.errors import EngineError
 
 
@@ -25,7 +24,7 @@ class OnnxLogitSource:
     def __init__(self, path: Path, *, window: int, threads: int) -> None:
         og = genai()
         config = og.Config(str(path))
-        _set_threads(config, threads)
+        set_threads(config, threads)
         self._og = og
         self._model = og.Model(config)
         self._tokenizer = og.Tokenizer(self._model)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from slmkit.engine.admission import Job, JobStream, check_tokens
 from slmkit.engine.base import GenerationRequest, ModelInfo
 from slmkit.engine.hf_files import folder_chat_template
+from slmkit.engine.onnx.decoder import Decoder
 from slmkit.engine.onnx.runtime import genai, read_genai_config
 from slmkit.engine.onnx.sampling import check_supported
 from slmkit.engine.onnx.scheduler import OnnxScheduler
@@ -20,7 +20,8 @@ from slmkit.settings import EngineSettings
 
 
 class OnnxEngine:
-    """An ONNX model (genai_config.json, model.onnx, tokenizer) served by onnxruntime-genai."""
+    """An ONNX model (genai_config.json, model.onnx, tokenizer): onnxruntime-genai's tokenizer, the
+    decoder run by onnxruntime with continuous batching (scheduler.py, decoder.py)."""
 
     def __init__(self, name: str, folder: Path, settings: EngineSettings) -> None:
         og = genai()
@@ -32,23 +33,23 @@ class OnnxEngine:
         trained = int(model_cfg.get("context_length") or config.get("search", {}).get("max_length") or 0)
         self._context = min(settings.ctx_size, trained) if trained else settings.ctx_size
         try:
-            og_config = og.Config(str(folder))
-            _set_threads(og_config, settings.n_threads())
-            self.model = og.Model(og_config)
-            self.tokenizer = og.Tokenizer(self.model)
+            self.tokenizer = og.Tokenizer(str(folder))  # the tokenizer alone: the decoder is ours
         except Exception as exc:
-            raise ModelLoadError(f"onnxruntime-genai cannot load {folder}: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime-genai cannot load the tokenizer of {folder}: {exc}") from exc
         self.template = folder_chat_template(folder)
         eos = model_cfg.get("eos_token_id", [])
         self._eos = {int(t) for t in (eos if isinstance(eos, list) else [eos])}
-        pad = model_cfg.get("pad_token_id")
-        pad = int(pad) if isinstance(pad, int) else min(self._eos, default=0)
-        self.scheduler = OnnxScheduler(og, self.model, self.tokenizer, slots=settings.parallel,
+        try:
+            decoder = Decoder(folder, config, slots=settings.parallel, context=self._context,
+                              threads=settings.n_threads())
+        except Exception as exc:
+            raise ModelLoadError(f"onnxruntime cannot load the decoder of {folder}: {exc}") from exc
+        self.scheduler = OnnxScheduler(decoder, self.tokenizer, slots=settings.parallel,
                                        max_queue=settings.max_queue, context_length=self._context,
-                                       eos=self._eos, pad=pad, batch_wait=settings.batch_wait_ms / 1000, name=name)
+                                       eos=self._eos, prefill_chunk=settings.prefill_chunk, name=name)
         self._info = ModelInfo(format="onnx", file=str(folder), architecture=str(model_cfg.get("type", "unknown")),
                                vocab_size=self._vocab, context_length=self._context, slots=settings.parallel,
-                               extra={"engine": "onnxruntime-genai", "batching": "static",
+                               extra={"engine": "onnxruntime", "batching": "continuous",
                                       "genai_version": getattr(og, "__version__", "unknown")})
 
     @property
@@ -99,11 +100,4 @@ class OnnxEngine:
     def close(self) -> None:
         self.scheduler.close()
         self.tokenizer = None
-        self.model = None
 
-
-def _set_threads(config: Any, threads: int) -> None:
-    """Cap the CPU threads ONNX Runtime uses, as the llama.cpp engine does."""
-    overlay = getattr(config, "overlay", None)
-    if overlay is not None:
-        overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))

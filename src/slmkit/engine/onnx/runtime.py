@@ -35,3 +35,10 @@ def read_genai_config(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "model" not in data:
         raise ModelLoadError(f"{path} has no 'model' section")
     return data
+
+
+def set_threads(config: Any, threads: int) -> None:
+    """Cap the CPU threads of an ``og.Config``'s sessions, as the llama.cpp engine does."""
+    overlay = getattr(config, "overlay", None)
+    if overlay is not None:
+        overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))

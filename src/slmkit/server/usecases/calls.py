@@ -91,8 +91,10 @@ class Params:
     input: str = "messages"
     tools: str = "tools"
     tool_choice: str = "tool_choice"
+    tool_schema: str = "function.parameters"  # a tool's JSON schema, below tools.N
     max_tokens: str = "max_tokens"
     stop: str = "stop"
+    think: str = "think"
 
 
 @dataclass
@@ -111,6 +113,7 @@ class ChatCall:
     context: list[int] | None = None  # tokens before the prompt (Ollama's generate ``context``)
     truncate: bool | None = None  # drop the oldest turns, then the last one's start, to fit (None: the setting)
     think: bool = False  # a reasoning trace was asked for (400 on models without one)
+    continue_final: bool = False  # a final assistant message is continued, not closed (Anthropic's prefill)
     principal: Principal | None = None  # the caller; None: the current request's
     params: Params = field(default_factory=Params)
 

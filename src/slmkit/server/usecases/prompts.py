@@ -23,8 +23,13 @@ def profile_messages(profile: Profile, messages: list[dict[str, Any]]) -> list[d
 
 
 def render(engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None,
-           template: ProfileTemplate | None) -> list[int]:
-    """Tools go through ``server.tools``; a served profile's TEMPLATE wins over the model's own."""
+           template: ProfileTemplate | None, continue_final: bool = False) -> list[int]:
+    """Tools go through ``server.tools``; a served profile's TEMPLATE wins over the model's own.
+    ``continue_final``: a final assistant message is left open (prefill): the answer continues it."""
+    if continue_final and len(messages) > 1 and messages[-1].get("role") == "assistant":
+        head = render(engine, messages[:-1], plan, template)
+        return head + engine.tokenize(str(messages[-1].get("content") or ""), add_special=False,
+                                      parse_special=False)
     tools = None
     if plan is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
         messages, tools = prepare_messages(engine, messages, plan)
@@ -35,13 +40,13 @@ def render(engine: Engine, messages: list[dict[str, Any]], plan: ToolPlan | None
 
 def chat_tokens(engine: Engine, messages: list[dict[str, Any]], *, profile: Profile | None,
                 template: ProfileTemplate | None, plan: ToolPlan | None, truncate: bool,
-                room: int, limit: int | None = None) -> list[int]:
+                room: int, limit: int | None = None, continue_final: bool = False) -> list[int]:
     """The chat's prompt. With ``truncate``, the oldest non-system messages are dropped (the
     last one always stays), then the last message's start, until the prompt and ``room`` tokens
     of answer fit ``limit`` (the context length unless smaller)."""
     if profile is not None:
         messages = profile_messages(profile, messages)
-    tokens = render(engine, messages, plan, template)
+    tokens = render(engine, messages, plan, template, continue_final)
     limit = min(limit or engine.context_length, engine.context_length)
     if not truncate:
         return tokens
@@ -51,7 +56,7 @@ def chat_tokens(engine: Engine, messages: list[dict[str, Any]], *, profile: Prof
         if not droppable:
             break
         del messages[droppable[0]]
-        tokens = render(engine, messages, plan, template)
+        tokens = render(engine, messages, plan, template, continue_final)
     while len(tokens) + room > limit and messages and messages[-1].get("role") != "system":
         content = messages[-1].get("content")
         if not isinstance(content, str) or not content:
@@ -59,7 +64,7 @@ def chat_tokens(engine: Engine, messages: list[dict[str, Any]], *, profile: Prof
         ids = engine.tokenize(content, add_special=False, parse_special=False)
         cut = max(1, len(tokens) + room - limit)  # at least one token per round: re-tokenizing may merge
         messages[-1] = {**messages[-1], "content": engine.detokenize(ids[cut:]) if cut < len(ids) else ""}
-        tokens = render(engine, messages, plan, template)
+        tokens = render(engine, messages, plan, template, continue_final)
     return tokens
 
 
