@@ -57,7 +57,7 @@ class FakeStream:
                     yield self._event(text + stops.flush(), [byte + 3], done, FinishReason.LENGTH, lps)
                     return
                 yield self._event(text, [byte + 3], done, None, lps)
-            yield self._event(stops.flush(), [], done, FinishReason.STOP)
+            yield self._event(stops.flush(), [], done + 1, FinishReason.STOP)  # the end token counts
         finally:
             engine.running -= 1
 

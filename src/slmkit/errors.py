@@ -34,6 +34,13 @@ class InvalidRequest(SlmkitError):
     type = "invalid_request_error"
 
 
+class NotSupported(InvalidRequest):
+    """A feature of the API this server does not offer (Ollama's ``/api/push``): a 400, the
+    client's request, not a server failure."""
+
+    code = "not_supported"
+
+
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
@@ -55,12 +62,6 @@ class HeadersTooLarge(InvalidRequest):
     code = "request_header_fields_too_large"
 
 
-class NotSupported(SlmkitError):
-    """A feature of the API this server does not offer (Ollama's ``/api/push``)."""
-
-    status = 501
-    code = "not_supported"
-    type = "invalid_request_error"
 
 
 class ModelNotFound(SlmkitError):

@@ -94,4 +94,4 @@ def test_embed_dimensions_and_empty_input(ollama_client: ollama.Client) -> None:
 def test_push_is_not_supported(ollama_client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         ollama_client.push(MODEL)
-    assert info.value.status_code == 501 and "not supported" in info.value.error
+    assert info.value.status_code == 400 and "not supported" in info.value.error

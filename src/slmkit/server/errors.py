@@ -48,13 +48,22 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequest:
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"Malformed JSON body: {first.get('ctx', {}).get('error', 'invalid JSON')}")
     # pydantic adds the union member's type name to the location; drop it for the param
-    param = ".".join(p for p in loc if not p[:1].isupper() and not p.startswith(("str", "list[", "int")))
+    param = ".".join(p for p in loc if not _type_tag(p))
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = f"'{param}' is a required property"
     else:
         message = f"Invalid value for '{param}': {message}" if param else message
     return InvalidRequest(message, param=param or None)
+
+
+def _type_tag(part: str) -> bool:
+    """Whether a location part names a union member's type (``str``, ``list[int]``, ``ChatMessage``,
+    ``function-after[...]``) rather than a field, so ``stream_options`` or ``interval`` stay."""
+    return part[:1].isupper() or part in _TYPE_NAMES or "[" in part or part.startswith(("function-", "constrained-"))
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "bytes", "none", "dict", "list", "tuple"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

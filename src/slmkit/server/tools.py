@@ -29,6 +29,7 @@ import jsonschema
 
 from slmkit.engine.base import Engine
 from slmkit.engine.llamacpp.grammar import check_schema, json_schema_grammar
+from slmkit.engine.llamacpp.refs import localize_refs
 from slmkit.errors import InvalidRequest, OutputInvalid
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -43,6 +44,10 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
+    # the parameters for the grammar: references localized (see engine.llamacpp.refs), and
+    # the definitions they point at, to go at the root of the tool-call schema
+    arguments: dict[str, Any] = field(default_factory=dict, compare=False)
+    defs: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_openai(self) -> dict[str, Any]:
         return {"type": "function", "function": {"name": self.name, "description": self.description,
@@ -90,7 +95,10 @@ def parse_tools(raw: list[dict[str, Any]] | None, param: str = "tools",
                                  param=f"{where}.function.name")
         params = fn.get("parameters") or EMPTY_PARAMETERS
         check_schema(params, f"{where}.{schema_param}")
-        tools.append(Tool(name=fn["name"], description=str(fn.get("description") or ""), parameters=params))
+        arguments, defs = localize_refs(params, f"t{i}", f"{where}.{schema_param}",
+                                        f"{where}.{schema_param} (tool '{fn['name']}')")
+        tools.append(Tool(name=fn["name"], description=str(fn.get("description") or ""), parameters=params,
+                          arguments=arguments, defs=defs))
     if len({t.name for t in tools}) != len(tools):
         raise InvalidRequest("tool names must be unique", param=param)
     return tools
@@ -99,9 +107,10 @@ def parse_tools(raw: list[dict[str, Any]] | None, param: str = "tools",
 def plan_tools(tools: list[Tool], tool_choice: Any, parallel: bool | None) -> ToolPlan | None:
     """The plan for a request, or None when no call may be made (no tools, or ``none``)."""
     choice = _choice(tool_choice, tools)
+    if not tools and tool_choice is not None and choice != "none":
+        raise InvalidRequest(f"tool_choice '{choice}' needs tools (only 'none' may be given without them)",
+                             param="tool_choice")
     if choice == "none" or not tools:
-        if choice not in ("none", "auto"):
-            raise InvalidRequest("tool_choice needs tools", param="tool_choice")
         return None
     named = choice not in ("auto", "required")
     plan = ToolPlan(tools=tools, choice=choice, parallel=parallel is not False and not named,
@@ -129,10 +138,14 @@ def _choice(tool_choice: Any, tools: list[Tool]) -> str:
 
 
 def _grammar(allowed: list[Tool], plan: ToolPlan) -> str:
-    alternatives = [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.parameters},
-                     "required": ["name", "arguments"]} for t in allowed]
-    schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
-    call_rules = re.sub(r"^root ::=", "tc-json ::=", json_schema_grammar(schema, "tools"), flags=re.MULTILINE)
+    alternatives = [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.arguments or
+                                                     t.parameters}, "required": ["name", "arguments"]} for t in allowed]
+    schema: dict[str, Any] = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+    defs = {name: body for t in allowed for name, body in t.defs.items()}
+    if defs:
+        schema = {**schema, "$defs": defs}
+    grammar = json_schema_grammar(schema, "tools", refs_local=True)
+    call_rules = re.sub(r"^root ::=", "tc-json ::=", grammar, flags=re.MULTILINE)
     call = r'tc-call ::= "<tool_call>\n" tc-json "\n</tool_call>"'
     calls = 'tc-calls ::= tc-call ( "\\n" tc-call )*' if plan.parallel else "tc-calls ::= tc-call"
     root = "root ::= tc-calls" if plan.must_call else 'root ::= tc-calls | tc-text\ntc-text ::= [^<] [^\\x00]*'

@@ -33,7 +33,8 @@ def events(text: str) -> list[tuple[str, dict[str, Any]]]:
 async def test_message_object(home: Path, engines: Engines) -> None:
     async with app_client(settings(home)) as client:
         r = await client.post("/v1/messages", json={**BODY, "system": "Be brief.", "temperature": 0.3,
-                                                    "top_p": 0.9, "top_k": 5, "metadata": {"user_id": "u1"}},
+                                                    "top_p": 0.9, "top_k": 5, "metadata": {"user_id": "u1"},
+                                                    "thinking": {"type": "disabled"}},
                               headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 200, r.text
     data = r.json()
@@ -43,7 +44,7 @@ async def test_message_object(home: Path, engines: Engines) -> None:
     usage = data["usage"]
     request = engines[MODEL].requests[-1]
     assert usage["input_tokens"] + usage["cache_read_input_tokens"] == len(request.prompt)
-    assert usage["output_tokens"] == len("Hello from the fake engine.")
+    assert usage["output_tokens"] == len("Hello from the fake engine.") + 1  # the end token counts
     assert request.sampling.temperature == pytest.approx(0.3) and request.sampling.top_k == 5
     assert request.sampling.top_p == pytest.approx(0.9) and request.max_tokens == 256
     assert "Be brief." in engines[MODEL].detokenize(request.prompt)
@@ -65,7 +66,7 @@ async def test_event_order(home: Path, engines: Engines) -> None:
     assert all(d["index"] == 0 for n, d in got if n.startswith("content_block"))
     delta = got[-2][1]
     assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
-    assert delta["usage"]["output_tokens"] == len(text)
+    assert delta["usage"]["output_tokens"] == len(text) + 1  # the end token counts
 
 
 async def test_tool_use_blocks(home: Path, engines: Engines) -> None:
@@ -159,6 +160,7 @@ async def test_count_tokens_matches_the_prompt(home: Path, engines: Engines) -> 
     ({**BODY, "tools": [{"name": "bad name!", "input_schema": {}}]}, "tools.0.name"),
     ({**BODY, "tools": [{"name": "t", "input_schema": {"type": "no-such-type"}}]}, "tools.0.input_schema"),
     ({**BODY, "tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
+    ({**BODY, "thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
 ])
 async def test_bad_input_is_400_naming_the_field(body: dict[str, Any], param: str, home: Path,
                                                  engines: Engines) -> None:

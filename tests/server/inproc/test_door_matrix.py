@@ -277,6 +277,32 @@ async def test_tool_calls(door: Ask, home: Path, engines: Engines) -> None:
     assert "get_weather" in (engines[MODEL].requests[-1].sampling.grammar or "")
 
 
+# what pydantic's model_json_schema() gives for a model with a nested model and an enum
+REF_SCHEMA = {"$defs": {"Place": {"properties": {"city": {"title": "City", "type": "string"}}, "required": ["city"],
+                                  "title": "Place", "type": "object"},
+                        "Unit": {"enum": ["celsius", "fahrenheit"], "title": "Unit", "type": "string"}},
+              "properties": {"place": {"$ref": "#/$defs/Place"},
+                             "unit": {"$ref": "#/$defs/Unit", "default": "celsius"}},
+              "required": ["place"], "title": "Weather", "type": "object"}
+REF_TOOLS = [*TOOLS, {"type": "function", "function": {"name": "weather", "description": "Weather",
+                                                        "parameters": REF_SCHEMA}}]
+
+
+@pytest.mark.parametrize("door", TOOL_DOORS)
+async def test_tool_schemas_with_refs(door: Ask, home: Path, engines: Engines) -> None:
+    engines.reply = ('<tool_call>\n{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}'
+                     '\n</tool_call>')
+    answer = await door(home, tools=REF_TOOLS)
+    assert answer.status == 200, answer
+    assert answer.tool_calls == [{"name": "weather", "arguments": {"place": {"city": "Oslo"}, "unit": "celsius"}}]
+    grammar = engines[MODEL].requests[-1].sampling.grammar or ""
+    assert "t1-ref" in grammar and '\\"fahrenheit\\"' in grammar  # the references resolved inside the oneOf
+    broken = [{"type": "function", "function": {"name": "loop", "description": "", "parameters": {"$ref": "#"}}}]
+    param = {openai_responses: "tools.0.parameters", anthropic_messages: "tools.0.input_schema"}.get(
+        door, "tools.0.function.parameters")
+    check_error_shape(door, await door(home, tools=broken), 400, param=param)
+
+
 @pytest.mark.parametrize("door", TOOL_DOORS)
 async def test_tools_with_format_is_400(door: Ask, home: Path, engines: Engines) -> None:
     answer = await door(home, tools=TOOLS, format=SCHEMA)

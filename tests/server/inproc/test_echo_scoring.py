@@ -26,7 +26,8 @@ async def test_max_tokens_zero_with_echo_and_logprobs_scores_the_prompt(home: Pa
         choice = r.json()["choices"][0]
         assert choice["text"] == "xy" and choice["finish_reason"] == "length"
         assert choice["logprobs"] == {"tokens": ["<s>", "x", "y"], "token_logprobs": [None, -0.25, -0.25],
-                                      "top_logprobs": [None, {}, {}], "text_offset": [0, 3, 4]}
+                                      "top_logprobs": [None, {"x": -0.25}, {"y": -0.25}],  # 0: the token itself
+                                      "text_offset": [0, 3, 4]}
         assert r.json()["usage"] == {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3,
                                      "prompt_tokens_details": {"cached_tokens": 0}}
         frames = _sse((await client.post("/v1/completions", json={**BODY, "stream": True})).text)

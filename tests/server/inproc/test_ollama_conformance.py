@@ -195,7 +195,7 @@ def _blob(data: bytes) -> str:
 async def test_push_is_a_clean_ollama_error(home: Path, engines: Engines) -> None:
     async with app_client(settings(home)) as client:
         r = await client.post("/api/push", json={"model": MODEL})
-    assert r.status_code == 501 and set(r.json()) == {"error"} and "not supported" in r.json()["error"]
+    assert r.status_code == 400 and set(r.json()) == {"error"} and "not supported" in r.json()["error"]
 
 
 async def test_blob_upload_then_create_with_files_then_chat(home: Path, engines: Engines) -> None:

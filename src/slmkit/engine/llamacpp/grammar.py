@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from slmkit.engine.llamacpp.refs import with_local_refs
 from slmkit.errors import InvalidRequest
 from slmkit.settings import EngineSettings
 
@@ -87,13 +88,16 @@ LOOSE_CHAR = r'char ::= [^"\\] |'
 JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
-def json_schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
+def json_schema_grammar(schema: dict[str, Any], param: str = "response_format", *, refs_local: bool = False) -> str:
     """GBNF for documents that match ``schema``; 400 naming ``param`` if it cannot be built
     within the limits (see GrammarLimits). Strings hold no raw control characters, so the
-    output always parses as JSON."""
+    output always parses as JSON. References are localized first (see ``refs``) unless the
+    caller did that already (``refs_local``)."""
     bounds = _limits
     check_bounds(schema, bounds, param)
     check_schema(schema, param)
+    if not refs_local:
+        schema = with_local_refs(schema, "d", param)
     text = json.dumps(schema)
     if len(text) > bounds.max_bytes:
         raise InvalidRequest(f"{param}: the JSON schema is larger than {bounds.max_bytes} bytes", param=param)

@@ -272,6 +272,7 @@ class Scheduler:
             slot.first_token_at = time.perf_counter()
         assert slot.job is not None
         if self.model.is_eog(token):
+            slot.generated += 1  # counted, as llama-server, vLLM and Ollama count it; never shown
             self._finish(slot, *slot.end.end(FinishReason.STOP, slot.text.flush()), logprobs=logprobs)
             return
         slot.generated += 1

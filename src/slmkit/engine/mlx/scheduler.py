@@ -145,6 +145,7 @@ class MlxScheduler:
         if not row.first_token_at:
             row.first_token_at = time.perf_counter()
         if token in self.eos:
+            row.generated += 1  # counted, as llama-server, vLLM and Ollama count it; never shown
             self._finish(uid, row, *row.end.end(FinishReason.STOP, row.stream.flush()), in_generator=in_generator)
             return
         row.generated += 1

@@ -184,6 +184,7 @@ class OnnxScheduler:
         if not row.first_token_at:
             row.first_token_at = time.perf_counter()
         if token in self.eos:
+            row.generated += 1  # counted, as llama-server, vLLM and Ollama count it; never shown
             self._finish(row, *row.end.end(FinishReason.STOP))
             return
         row.sampler.accept(token)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from slmkit.errors import ModelNotFound, SlmkitError
+from slmkit.errors import InternalError, ModelNotFound, SlmkitError
 from slmkit.server.protocol.ollama import now_rfc3339
 from slmkit.server.tools import ToolCall
 from slmkit.server.usecases.run import Delta, Finish, Run
+
+log = logging.getLogger("slmkit.server")
 
 
 def error_body(exc: SlmkitError) -> dict[str, Any]:
@@ -36,6 +39,9 @@ def ndjson_response(lines: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
                 yield json.dumps(line, ensure_ascii=False) + "\n"
         except SlmkitError as exc:
             yield json.dumps(error_body(exc)) + "\n"
+        except Exception as exc:  # an encoder bug: still an error line, never a cut connection
+            log.exception("a stream failed")
+            yield json.dumps(error_body(InternalError(f"internal error: {exc.__class__.__name__}"))) + "\n"
 
     return StreamingResponse(encode(), media_type="application/x-ndjson")
 

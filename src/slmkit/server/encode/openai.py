@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
 from slmkit.engine.base import TokenLogprob
-from slmkit.errors import ServiceUnavailable, SlmkitError
+from slmkit.errors import InternalError, ServiceUnavailable, SlmkitError
 from slmkit.server.generation import TokenCounts
 from slmkit.server.protocol.openai import (
     AssistantMessage,
@@ -27,6 +28,7 @@ from slmkit.server.tools import ToolCall
 from slmkit.server.usecases.run import Delta, Finish, Run, RunResult
 
 FINGERPRINT = "slmkit"
+log = logging.getLogger("slmkit.server")
 
 
 def interrupted(reason: str) -> ServiceUnavailable:
@@ -73,8 +75,17 @@ def completion_logprobs(items: list[TokenLogprob], offset: int = 0,
         offset += len(lp.token)
     both = [*(prompt or []), *items]
     return {"tokens": [lp.token for lp in both], "token_logprobs": [lp.logprob for lp in both],
-            "top_logprobs": [None if lp.logprob is None else {t: v for t, v, _ in lp.top} for lp in both],
+            "top_logprobs": [None if lp.logprob is None else _top_with_chosen(lp) for lp in both],
             "text_offset": offsets}
+
+
+def _top_with_chosen(lp: TokenLogprob) -> dict[str, float | None]:
+    """The legacy completions API always lists the sampled token among the alternatives, so a
+    position has up to ``logprobs`` + 1 entries (``logprobs: 0`` gives the sampled one alone);
+    chat's ``top_logprobs`` lists exactly the top ones."""
+    top: dict[str, float | None] = {t: v for t, v, _ in lp.top}
+    top.setdefault(lp.token, lp.logprob)
+    return top
 
 
 def tool_call(call: ToolCall) -> ToolCallOut:
@@ -196,4 +207,7 @@ async def _stream(run: Run, head: dict[str, Any], include_usage: bool, opening: 
             yield _sse(error_body(interrupted(cut)))
     except SlmkitError as exc:
         yield _sse(error_body(exc))
+    except Exception as exc:  # an encoder bug: still an error frame and [DONE], never a cut connection
+        log.exception("stream %s failed", run.id)
+        yield _sse(error_body(InternalError(f"internal error: {exc.__class__.__name__}")))
     yield _sse("[DONE]")

@@ -18,7 +18,7 @@ from slmkit.server.usecases.calls import ChatCall, GenOptions, OutputFormat, Par
 
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]  # Anthropic's range
 PARAMS = Params(input="messages", tools="tools", tool_choice="tool_choice", tool_schema="input_schema",
-                max_tokens="max_tokens", stop="stop_sequences")
+                max_tokens="max_tokens", stop="stop_sequences", think="thinking")
 
 
 class TextBlock(BaseModel):
@@ -137,6 +137,14 @@ class OutputConfig(BaseModel):
     format: JsonOutputFormat | None = None
 
 
+class Thinking(BaseModel):
+    """``thinking``: ``enabled`` asks for a reasoning trace (a 400 here, as no served model
+    separates one yet); ``disabled`` and ``adaptive`` (the model decides) answer plainly."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["enabled", "disabled", "adaptive"]
+
+
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: str | None = None
@@ -188,11 +196,13 @@ class MessagesRequest(Conversation):
     metadata: Metadata | None = None
     stream: bool = False
     output_config: OutputConfig | None = None
+    thinking: Thinking | None = None
     # slmkit's extensions, as on the other doors
     seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)] | None = None
 
     def to_call(self) -> ChatCall:
         call = super().to_call()
+        call.think = self.thinking is not None and self.thinking.type == "enabled"
         call.options = GenOptions.of(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
                                      top_k=self.top_k, stop=self.stop_sequences, seed=self.seed)
         fmt = self.output_config.format if self.output_config is not None else None

@@ -41,7 +41,7 @@ RepeatLastN = Annotated[StrictInt, Field(ge=-1, le=1_048_576)]  # -1: the whole 
 NumPredict = Annotated[StrictInt, Field(ge=-2, le=INT32_MAX)]  # -1 infinite, -2 fill the context
 Count = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]  # max_tokens, num_ctx, dimensions ...
 TopLogprobs = Annotated[StrictInt, Field(ge=0, le=20)]
-Seed = Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)]
+Seed = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]  # int64, as OpenAI and Ollama (Go int) take it
 TokenId = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
 TokenIds = Annotated[list[TokenId], Field(min_length=1)]
 

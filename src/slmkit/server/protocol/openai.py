@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from slmkit.errors import InvalidRequest
 from slmkit.server.protocol.fields import (
@@ -104,6 +104,13 @@ class SamplingFields(RequestBody):
     def _bias_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return check_logit_bias(value)
 
+    @field_validator("stream_options")
+    @classmethod
+    def _streamed_only(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if value is not None and info.data.get("stream") is not True:
+            raise ValueError("stream_options may only be set when stream is true")
+        return value
+
     def options(self, max_tokens: int | None, logprobs: int | None) -> GenOptions:
         """The sampling fields in neutral terms (unset fields stay None: profile defaults apply)."""
         bias = {int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None
@@ -136,6 +143,13 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _some_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None and not value:
+            raise ValueError("tools must list at least one tool (leave the field out for none)")
+        return value
 
     def to_call(self) -> ChatCall:
         limit = self.max_completion_tokens or self.max_tokens

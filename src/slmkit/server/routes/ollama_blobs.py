@@ -63,7 +63,7 @@ async def blob_upload(digest: Digest, request: Request) -> Response:
 
 
 @router.post("/api/push", response_class=Response,
-             responses={501: {"description": "Pushing is not supported", "content": _OLLAMA_ERROR}})
+             responses={400: {"description": "Pushing is not supported", "content": _OLLAMA_ERROR}})
 @admin_route()
 async def push() -> Response:
     raise NotSupported("pushing models to a registry is not supported by this server")

@@ -94,6 +94,7 @@ class Params:
     tool_schema: str = "function.parameters"  # a tool's JSON schema, below tools.N
     max_tokens: str = "max_tokens"
     stop: str = "stop"
+    think: str = "think"
 
 
 @dataclass

@@ -123,7 +123,7 @@ class GenerationService:
         engine = await self.load(call.model, keep_alive=call.keep_alive, principal=call.principal)
         if len(call.messages) > self.limits.max_messages:
             raise InvalidRequest(f"at most {self.limits.max_messages} messages per request", param=call.params.input)
-        _check_think(call.think, call.model or engine.name)
+        _check_think(call.think, call.model or engine.name, call.params.think)
         options = self._options(engine, call.options, call.params)
         plan = await asyncio.to_thread(self._plan, call)
         grammar = plan.grammar if plan is not None else await _grammar(call.format)
@@ -318,11 +318,11 @@ async def _grammar(fmt: OutputFormat | None) -> str | None:
     return await asyncio.to_thread(json_schema_grammar, fmt.schema, fmt.param)
 
 
-def _check_think(think: bool, model: str) -> None:
+def _check_think(think: bool, model: str, param: str = "think") -> None:
     """No engine here separates a reasoning trace from the answer yet: asking for one is a 400
     (in Ollama's words), not a silently ignored option."""
     if think:
-        raise InvalidRequest(f'"{model}" does not support thinking', param="think")
+        raise InvalidRequest(f'"{model}" does not support thinking', param=param)
 
 
 def _shorten(vector: list[float], size: int) -> list[float]:
