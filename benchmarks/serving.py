@@ -110,6 +110,8 @@ def bench_command(args: argparse.Namespace, targets: list[tuple[str, str, int]],
         cmd += ["--pid", str(pid)]
     if args.workload == "grounded":  # greedy: the outputs of every server are the model's one answer
         cmd += ["--workload", "grounded", "--temperature", "0"]
+        if args.grounded_max_tokens:  # a short smoke run: answers cut at this many tokens
+            cmd += ["--max-tokens", str(args.grounded_max_tokens)]
     else:
         cmd += ["--workload", "fixed", "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.tokens),
                 "--temperature", "0.7"]
@@ -217,6 +219,8 @@ def main() -> None:
     parser.add_argument("--spec-types", default="off",
                         help="llama-server variants: off and/or its --spec-type values, comma-separated "
                              "(e.g. off,ngram-simple,ngram-map-k,ngram-mod)")
+    parser.add_argument("--grounded-max-tokens", type=int, default=None,
+                        help="grounded workload: cap the answers (a smoke run; the figures need the full answers)")
     parser.add_argument("--slmkit-spec-off", action="store_true", help="also slmkit with --speculative off")
     parser.add_argument("--only", action="append", help="bench only this server label (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
