@@ -215,13 +215,21 @@ class Model:
     async def _proxy_stream(self, starter: Prepared) -> AsyncIterator[Chunk]:
         """The stream runs on the model's loop; the caller's loop reads it chunk by chunk."""
         chunks = self._async_stream(starter)
+        pending: Future[Chunk] | None = None
         try:
             while True:
+                self._check_open()
+                pending = asyncio.run_coroutine_threadsafe(_next(chunks), self._loop)
                 try:
-                    yield await self._await(_next(chunks))
+                    yield await asyncio.wrap_future(pending)
                 except StopAsyncIteration:
                     return
         finally:
+            # Cancelled mid-read (Ctrl-C): the read still runs on the model's loop until it sees
+            # the cancellation; closing the generator before it ends would find it running.
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.wait([asyncio.wrap_future(pending)], timeout=30)
             if not self._closed:
                 await self._await(chunks.aclose())  # type: ignore[attr-defined]
 

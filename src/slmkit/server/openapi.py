@@ -55,7 +55,8 @@ NO_BODY = frozenset({"/api/copy", "/api/delete", "/api/blobs/{digest}"})
 NAMES_A_MODEL = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models/{model_id}",
                            "/v1/messages", "/v1/messages/count_tokens",
                            "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
-                           "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize"})
+                           "/api/pull", "/api/delete", "/api/copy", "/api/create", "/tokenize", "/detokenize",
+                           "/tokenizer_info"})
 STORED = frozenset({"/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"})
 PLAIN_TEXT = {"/metrics": "text/plain", "/": "text/plain"}
 
