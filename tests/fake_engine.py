@@ -51,7 +51,9 @@ class FakeStream:
                 text, matched = stops.feed(chr(byte) if byte < 128 else bytes([byte]).decode("latin-1"))
                 lps = [TokenLogprob(chr(byte), -0.5, [byte])] if request.logprobs is not None else []
                 if matched:
-                    yield self._event(text, [byte + 3], done, FinishReason.STOP, lps)
+                    event = self._event(text, [byte + 3], done, FinishReason.STOP, lps)
+                    event.stop_sequence = stops.matched
+                    yield event
                     return
                 if done >= limit:
                     yield self._event(text + stops.flush(), [byte + 3], done, FinishReason.LENGTH, lps)

@@ -125,6 +125,7 @@ class TokenEvent:
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    stop_sequence: str | None = None  # on the last event: the stop string that ended the sequence
 
 
 class TokenEvents(Protocol):

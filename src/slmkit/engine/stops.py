@@ -50,6 +50,7 @@ class StopMatcher:
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = [s for s in stops if s]
+        self.matched: str | None = None  # the stop string that cut the text, once one has
         self._pending = ""
 
     def feed(self, text: str) -> tuple[str, bool]:
@@ -57,8 +58,9 @@ class StopMatcher:
         if not self.stops:
             return text, False
         buf = self._pending + text
-        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        hits = [(at, len(s), s) for s in self.stops if (at := buf.find(s)) >= 0]
+        if hits:
+            cut, _, self.matched = min(hits)
             self._pending = ""
             return buf[:cut], True
         hold = max((self._overlap(buf, s) for s in self.stops), default=0)

@@ -68,6 +68,8 @@ class Slot:
                         completion_tokens=self.generated, cached_tokens=self.reused, error=error)
         if self.scores is not None and len(self.scores) == len(self.job.request.prompt):
             ev.prompt_logprobs, self.scores = self.scores, None  # the first event after the prompt carries them
+        if finish is FinishReason.STOP:
+            ev.stop_sequence = self.end.stops.matched
         if finish is not None:
             ev.timings = self._timings()
         return ev

@@ -42,6 +42,8 @@ class Row:
         assert self.job is not None
         ev = TokenEvent(text=text, token_ids=tokens, finish_reason=finish, prompt_tokens=self.prompt_tokens,
                         completion_tokens=self.generated, error=error)
+        if finish is FinishReason.STOP:
+            ev.stop_sequence = self.end.stops.matched
         if finish is not None:
             now = time.perf_counter()
             first = self.first_token_at or now

@@ -9,7 +9,7 @@ for non-streamed answers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -76,8 +76,6 @@ class Run:
     echo: list[str] = field(default_factory=list)  # per choice: the prompt text to echo ("" for none)
     load_s: float = 0.0  # seconds spent loading the model for this call
     prompt_logprobs: bool = False  # each choice's first delta carries its prompt's logprobs (echo with logprobs)
-    stops: tuple[str, ...] = ()  # the request's stop strings, to tell which one ended a choice
-    detokenize: Callable[[Sequence[int]], str] | None = None  # the engine's, for that
     counts: TokenCounts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -111,14 +109,11 @@ class Run:
     async def deltas(self) -> AsyncIterator[Delta]:
         """Every choice's deltas as they come; raises ``SlmkitError`` on any failure."""
         splitters = [ToolCallStream(self.plan) for _ in self.generation.streams]
-        generated: list[list[int]] = [[] for _ in self.generation.streams]  # kept only when there are stops
         try:
             async for index, event in self.generation.events():
                 if event.finish_reason is FinishReason.ERROR:
                     raise EngineError(event.error or "generation failed")
                 self.counts.add(index, event)
-                if self.stops:
-                    generated[index] += event.token_ids
                 splitter = splitters[index]
                 text, calls = ("", []) if splitter.repeated else splitter.feed(event.text)
                 if splitter.repeated:
@@ -130,8 +125,8 @@ class Run:
                     delta.text += splitter.finish()
                     delta.finish = _finish(event.finish_reason, bool(splitter.calls))
                     delta.interrupted = event.error
-                    if delta.finish is Finish.STOP and event.finish_reason is FinishReason.STOP:
-                        delta.stop_sequence = self._matched_stop(generated[index])
+                    if delta.finish is Finish.STOP:
+                        delta.stop_sequence = event.stop_sequence
                 yield delta
         except SlmkitError:
             self.cancel()
@@ -157,16 +152,6 @@ class Run:
                 choice.timings = delta.timings
                 choice.stop_sequence = delta.stop_sequence
         return RunResult(self, out)
-
-    def _matched_stop(self, tokens: list[int]) -> str | None:
-        """The stop string that ended a choice: engines cut the text at the first stop string
-        to complete, so it is the earliest (then shortest) one in the choice's generated text;
-        None when the model ended its turn itself."""
-        if not self.stops or self.detokenize is None:
-            return None
-        text = self.detokenize(tokens)
-        found = [(at, len(stop), stop) for stop in self.stops if stop and (at := text.find(stop)) >= 0]
-        return min(found)[2] if found else None
 
 
 def _finish(reason: FinishReason, called: bool) -> Finish:

@@ -115,8 +115,7 @@ class GenerationService:
         generation = self._start(p.engine, p.prompts, p.options, p.grammar, p.prompt_logprobs)
         echo = [p.engine.detokenize(generation.prompts[i // p.options.n]) if p.echo else ""
                 for i in range(len(generation.streams))]
-        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None,
-                   stops=p.options.stop or (), detokenize=p.engine.detokenize)
+        return Run(generation, p.plan, echo, p.load_s, prompt_logprobs=p.prompt_logprobs is not None)
 
     async def prepare_chat(self, call: ChatCall) -> Prepared:
         started = time.perf_counter()
