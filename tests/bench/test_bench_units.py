@@ -91,3 +91,20 @@ def test_replace_section_keeps_the_rest(tmp_path: Path) -> None:
     other = tmp_path / "c.md"
     replace_section(other, "<a>", "</a>", "<a>1</a>")
     assert other.read_text() == "# Benchmarks\n\n<a>1</a>\n"
+
+
+def _run(endpoint: str, tok_s: float, interrupted: bool) -> dict[str, object]:
+    stats = {"p50": 0.1, "p95": 0.2}
+    return {"endpoint": endpoint, "mode": "concurrency", "concurrency": 1, "rate": None, "interrupted": interrupted,
+            "output_tokens_per_s": tok_s, "requests_per_s": 1.0, "ttft_s": stats, "itl_s": stats, "e2e_s": stats,
+            "request_tokens_per_s": stats, "completed_output_tokens": 10, "requested_output_tokens": 10,
+            "requests": {"failed": 0}, "resources": None}
+
+
+def test_a_run_cut_short_counts_only_where_it_is_all_there_is() -> None:
+    from slmkit.bench.report import summary_rows
+
+    rows = {r["endpoint"]: r for r in summary_rows([_run("a", 50.0, False), _run("a", 60.0, False),
+                                                      _run("a", 1.0, True), _run("b", 7.0, True)])}
+    assert rows["a"]["repeats"] == 2 and rows["a"]["output_tokens_per_s"] == 55.0
+    assert rows["b"]["repeats"] == 1 and rows["b"]["output_tokens_per_s"] == 7.0

@@ -88,13 +88,16 @@ def _pick(run: dict[str, Any], metric: str, pct: str, scale: float = 1.0) -> flo
 
 
 def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (endpoint, mode, level): medians over repeats."""
+    """One row per (endpoint, mode, level): medians over repeats. A run cut short by a stop
+    (Ctrl-C) counts only where its level has no complete run: half a run's figures would move
+    the median of whole ones."""
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for run in runs:
         level = run["concurrency"] if run["mode"] == "concurrency" else run["rate"]
         groups.setdefault((run["endpoint"], run["mode"], level), []).append(run)
     rows = []
-    for (endpoint, mode, level), group in groups.items():
+    for (endpoint, mode, level), runs_of_level in groups.items():
+        group = [r for r in runs_of_level if not r.get("interrupted")] or runs_of_level
         rss = [r["resources"]["peak_rss_bytes"] for r in group if r.get("resources")]
         cpu = [r["resources"]["cpu_time_s"] for r in group if r.get("resources")]
         rows.append({
