@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -66,10 +67,29 @@ def test_leaving_a_stream_early_frees_its_slot(model: slmkit.Model) -> None:
     assert _eventually_idle(model)
 
 
+async def test_cancelling_an_astream_mid_read_closes_it_cleanly(model: slmkit.Model) -> None:
+    """Ctrl-C in ``slm run`` cancels the reader while a read is in flight on the model's loop:
+    the stream must close there once that read ends, not raise 'already running'."""
+    for _ in range(5):
+        first = asyncio.Event()
+
+        async def consume(first: asyncio.Event) -> None:
+            async for _chunk in model.astream("Write a long story about a dragon.", max_tokens=400):
+                first.set()
+
+        task = asyncio.create_task(consume(first))
+        await asyncio.wait_for(first.wait(), timeout=60)
+        await asyncio.sleep(0.01)  # the next read is now waiting on the model's loop
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(_eventually_idle, model)
+
+
 def _eventually_idle(model: slmkit.Model) -> bool:
     import time
 
-    for _ in range(100):
+    for _ in range(500):  # up to ~10 s: a loaded machine may take a step or two to see the close
         if model.stats()["running"] == 0:
             return True
         time.sleep(0.02)
@@ -168,3 +188,30 @@ def test_use_after_close_raises_model_closed() -> None:
     for call in (lambda: small.chat("Hi"), lambda: small.tokenize("Hi"), lambda: list(small.stream("Hi"))):
         with pytest.raises(ModelClosed, match="is closed"):
             call()
+
+
+async def test_a_stream_whose_read_unwinds_slowly_is_closed_once_it_has() -> None:
+    """The race behind the Ctrl-C test: a cancelled read that awaits on its way out keeps the
+    generator running for a while; closing it must wait for that, not fail 'already running'."""
+    from slmkit.api.model import _aclose_when_idle
+
+    closed: list[str] = []
+
+    async def chunks() -> AsyncIterator[int]:
+        try:
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(0.05)  # e.g. an engine that confirms the cancel
+                    raise
+                yield 1
+        finally:
+            closed.append("closed")
+
+    stream = chunks()
+    read = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.01)
+    read.cancel()
+    await _aclose_when_idle(stream)  # a plain stream.aclose() here raises RuntimeError
+    assert read.cancelled() and closed == ["closed"]

@@ -225,13 +225,13 @@ class Model:
                 except StopAsyncIteration:
                     return
         finally:
-            # Cancelled mid-read (Ctrl-C): the read still runs on the model's loop until it sees
-            # the cancellation; closing the generator before it ends would find it running.
+            # Cancelled mid-read (Ctrl-C): cancelling ``pending`` only asks the model's loop to
+            # cancel the read, which may still be running there; close the generator there, once
+            # that read has seen the cancellation.
             if pending is not None and not pending.done():
                 pending.cancel()
-                await asyncio.wait([asyncio.wrap_future(pending)], timeout=30)
             if not self._closed:
-                await self._await(chunks.aclose())  # type: ignore[attr-defined]
+                await self._await(_aclose_when_idle(chunks))
 
     def _sync_stream(self, starter: Any) -> Iterator[Chunk]:
         chunks = self._async_stream(starter)
@@ -243,7 +243,7 @@ class Model:
                     return
         finally:
             if not self._closed:
-                self._run(chunks.aclose())  # type: ignore[attr-defined]
+                self._run(_aclose_when_idle(chunks))
 
     # -- embeddings ----------------------------------------------------------------------
     def embed(self, texts: str | Sequence[str], *, truncate: bool = True) -> list[list[float]]:
@@ -337,3 +337,14 @@ class Model:
 
 async def _next(chunks: AsyncIterator[Chunk]) -> Chunk:
     return await chunks.__anext__()
+
+
+async def _aclose_when_idle(chunks: AsyncIterator[Chunk], wait: float = 30.0) -> None:
+    """Close ``chunks`` once no read of it is running (a cancelled read ends at its next await)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while getattr(chunks, "ag_running", False):
+        if loop.time() > deadline:
+            return  # a read that ignores its cancellation: leave the generator to the collector
+        await asyncio.sleep(0.005)
+    await chunks.aclose()  # type: ignore[attr-defined]
