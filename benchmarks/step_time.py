@@ -7,8 +7,8 @@ Usage (in process, no HTTP; about a minute on a 2-core machine, needs a quiet on
 Runs N concurrent streams of exactly --tokens tokens (`ignore_eos`) through `slmkit.load`, timing
 every scheduler step, the `llama_decode` inside it and the sampler calls (llama.cpp's C sampling
 chain, which llama-server pays too). "rest" is the step minus its decode: sampling, detokenizing,
-stop matching and handing events to the asyncio loop, in Python. Reports medians over the steps
-that decode one token for every stream, per repeat.
+stop matching and handing the step's events to the asyncio loop (`Outbox.flush`), in Python.
+Reports medians over the steps that decode one token for every stream, per repeat.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import slmkit
+from slmkit.engine.admission import Outbox
 from slmkit.engine.llamacpp.bindings import Context
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.scheduler import Scheduler
@@ -35,8 +36,8 @@ class StepTimer:
         self.steps: list[tuple[float, int, float, float]] = []  # (step s, decode tokens, decode s, sampling s)
         self._decode: tuple[int, float] = (0, 0.0)
         self._sampling = 0.0
-        self._originals = (Scheduler._step, Context.decode, Sampler.sample)
-        step, decode, sample = self._originals
+        self._originals = (Scheduler._step, Context.decode, Sampler.sample, Outbox.flush)
+        step, decode, sample, flush = self._originals
         timer = self
 
         def timed_step(sched: Scheduler) -> None:
@@ -58,10 +59,18 @@ class StepTimer:
             timer._sampling += time.perf_counter() - start
             return token
 
+        def timed_flush(outbox: Outbox) -> None:  # the step's events handed over: part of its time
+            start = time.perf_counter()
+            flush(outbox)
+            if timer.steps:
+                last = timer.steps[-1]
+                timer.steps[-1] = (last[0] + time.perf_counter() - start, *last[1:])
+
         Scheduler._step, Context.decode, Sampler.sample = timed_step, timed_decode, timed_sample
+        Outbox.flush = timed_flush
 
     def close(self) -> None:
-        Scheduler._step, Context.decode, Sampler.sample = self._originals
+        Scheduler._step, Context.decode, Sampler.sample, Outbox.flush = self._originals
 
 
 async def run_streams(model: slmkit.Model, streams: int, tokens: int, temperature: float) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from slmkit.engine.admission import AdmissionQueue, Job, JobStream
-from slmkit.engine.base import FinishReason, GenerationRequest
+from slmkit.engine.admission import AdmissionQueue, Job, JobStream, Outbox
+from slmkit.engine.base import FinishReason, GenerationRequest, TokenEvent
 from slmkit.errors import Overloaded, ServiceUnavailable
 
 
@@ -84,3 +85,43 @@ def test_blocking_ready_wakes_when_the_batch_fills() -> None:
         timer.join()
     finally:
         loop.close()
+
+
+async def test_an_outbox_hands_a_step_over_with_one_wake_up_per_loop() -> None:
+    """A scheduler step's events for every job on a loop arrive with one call_soon_threadsafe,
+    in order per job; a job whose loop is closed is marked cancelled, not raised into the thread."""
+    loop = asyncio.get_running_loop()
+    outbox = Outbox()
+    first, second = _job(loop), _job(loop)
+    first.outbox = second.outbox = outbox
+    wake_ups: list[str] = []  # the callbacks handed to the loop from another thread
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wake_ups.append(getattr(callback, "__name__", ""))
+        return real(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[assignment]
+    try:
+        def step() -> None:  # on a thread, as the scheduler does
+            first.send(TokenEvent(text="a"))
+            second.send(TokenEvent(text="x"))
+            first.send(TokenEvent(text="b", finish_reason=FinishReason.STOP))
+            assert first.events.empty() and first.done  # held until the flush
+            outbox.flush()
+
+        await asyncio.to_thread(step)
+        await asyncio.sleep(0)
+    finally:
+        del loop.call_soon_threadsafe
+    assert wake_ups.count("_deliver") == 1 and "put_nowait" not in wake_ups
+    assert [first.events.get_nowait().text for _ in range(2)] == ["a", "b"]
+    assert second.events.get_nowait().text == "x" and not outbox.items
+
+    closed = asyncio.new_event_loop()
+    closed.close()
+    orphan = _job(closed)
+    orphan.outbox = outbox
+    orphan.send(TokenEvent(text="late"))
+    outbox.flush()
+    assert orphan.cancelled

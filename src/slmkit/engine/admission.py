@@ -35,11 +35,15 @@ class Job:
     cancelled: bool = False
     done: bool = False
     enqueued_at: float = field(default_factory=time.perf_counter)
+    outbox: Outbox | None = None  # set by a scheduler that hands over a step's events at once
 
     def send(self, event: TokenEvent) -> None:
         """Hand an event to the job's event loop (called from the scheduler thread)."""
         if event.finish_reason is not None:
             self.done = True
+        if self.outbox is not None:
+            self.outbox.items.append((self, event))
+            return
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the caller's event loop is closed: nobody reads this job any more
@@ -49,6 +53,32 @@ class Job:
         """The final event of a job that never reached a slot."""
         self.send(TokenEvent(finish_reason=reason, prompt_tokens=len(self.request.prompt),
                              error=error if reason is FinishReason.ERROR else None))
+
+
+class Outbox:
+    """The events of a scheduler's step, handed to each event loop with one wake-up (one
+    ``call_soon_threadsafe``) instead of one per token: each wake-up writes to the loop's self-pipe
+    and trades the GIL with its thread. Order is kept per job."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Job, TokenEvent]] = []
+
+    def flush(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, TokenEvent]]] = {}
+        for job, event in self.items:
+            by_loop.setdefault(job.loop, []).append((job, event))
+        self.items = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that event loop is closed: nobody reads these jobs any more
+                for job, _ in items:
+                    job.cancelled = True
+
+
+def _deliver(items: list[tuple[Job, TokenEvent]]) -> None:
+    for job, event in items:
+        job.events.put_nowait(event)
 
 
 class AdmissionQueue:

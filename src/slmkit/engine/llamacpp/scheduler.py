@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from slmkit.engine.admission import AdmissionQueue, Job, check_tokens
+from slmkit.engine.admission import AdmissionQueue, Job, Outbox, check_tokens
 from slmkit.engine.base import FinishReason, TokenEvent, TokenLogprob
 from slmkit.engine.llamacpp.bindings import Batch, Context, Model
 from slmkit.engine.llamacpp.logprobs import first_prompt_token, score, token_logprob
@@ -37,6 +37,7 @@ class Scheduler:
         self.step_cost = StepCost()
         self.spec_draft_total = 0
         self.spec_accepted_total = 0
+        self.outbox = Outbox()  # the events of a turn of the loop, delivered together at its end
         self._failure: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"slm-scheduler-{name}", daemon=True)
         self.thread.start()
@@ -84,6 +85,7 @@ class Scheduler:
                 self._drop_cancelled()
                 if any(s.busy for s in self.slots):
                     self._step()
+                self.outbox.flush()
         except BaseException as exc:  # a bug: per-request failures are caught below, never here
             log.exception("scheduler crashed")
             self._failure = f"engine failure: {type(exc).__name__}: {exc}"
@@ -91,6 +93,7 @@ class Scheduler:
             self._fail_all(self._failure)
         finally:
             self._fail_all("the model was unloaded", reason=FinishReason.CANCELLED)
+            self.outbox.flush()
 
     def _wait_for_work(self) -> bool:
         return self.queue.wait_for_work(lambda: any(s.busy for s in self.slots))
@@ -106,6 +109,7 @@ class Scheduler:
         """Start ``job`` in the free slot sharing the longest prefix. Everything that can refuse
         the request (token ids, the sampler) runs before the slot's cache is touched."""
         prompt = job.request.prompt
+        job.outbox = self.outbox
         try:
             check_tokens(prompt, self.model.n_vocab)
             sampler = Sampler(self.model, job.request.sampling, n_ctx=self.ctx.n_ctx_seq)
