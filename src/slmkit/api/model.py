@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
@@ -200,7 +200,7 @@ class Model:
         assert messages is not None
         return self._run(self._service.prepare_chat(self._call(chat_body(messages, options)[0].to_call())))
 
-    async def _async_stream(self, prepared: Prepared) -> AsyncIterator[Chunk]:
+    async def _async_stream(self, prepared: Prepared) -> AsyncGenerator[Chunk, None]:
         self._check_open()
         run = self._service.start(prepared)
         try:
@@ -339,12 +339,12 @@ async def _next(chunks: AsyncIterator[Chunk]) -> Chunk:
     return await chunks.__anext__()
 
 
-async def _aclose_when_idle(chunks: AsyncIterator[Chunk], wait: float = 30.0) -> None:
+async def _aclose_when_idle(chunks: AsyncGenerator[Chunk, None], wait: float = 30.0) -> None:
     """Close ``chunks`` once no read of it is running (a cancelled read ends at its next await)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    while getattr(chunks, "ag_running", False):
+    while getattr(chunks, "ag_running", False):  # not in the AsyncGenerator protocol
         if loop.time() > deadline:
             return  # a read that ignores its cancellation: leave the generator to the collector
         await asyncio.sleep(0.005)
-    await chunks.aclose()  # type: ignore[attr-defined]
+    await chunks.aclose()

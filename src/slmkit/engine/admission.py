@@ -42,7 +42,7 @@ class Job:
         if event.finish_reason is not None:
             self.done = True
         if self.outbox is not None:
-            self.outbox.items.append((self, event))
+            self.outbox.put(self, event)
             return
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -62,6 +62,9 @@ class Outbox:
 
     def __init__(self) -> None:
         self.items: list[tuple[Job, TokenEvent]] = []
+
+    def put(self, job: Job, event: TokenEvent) -> None:
+        self.items.append((job, event))
 
     def flush(self) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, TokenEvent]]] = {}
