@@ -72,17 +72,23 @@ async def run(engine: OnnxEngine, req: GenerationRequest, log: list[str] | None 
 
 def pause_after_step(monkeypatch: pytest.MonkeyPatch, engine: OnnxEngine, step: int,
                      until: Callable[[], bool]) -> None:
-    """The scheduler thread stops after its ``step``-th decode step from now until ``until()``."""
+    """The scheduler thread stops after its ``step``-th decode step from now, once that turn's
+    events are handed to the event loop (the outbox's flush), until ``until()``."""
     scheduler = engine.scheduler
-    real, count = scheduler._decode, [0]
+    decode, flush, count = scheduler._decode, scheduler.outbox.flush, [0]
+
+    def counted() -> None:
+        decode()
+        count[0] += 1
 
     def gated() -> None:
-        real()
-        count[0] += 1
+        flush()
         if count[0] == step:
+            count[0] += 1  # once
             wait_for(until)
 
-    monkeypatch.setattr(scheduler, "_decode", gated)
+    monkeypatch.setattr(scheduler, "_decode", counted)
+    monkeypatch.setattr(scheduler.outbox, "flush", gated)
 
 
 def admit_together(monkeypatch: pytest.MonkeyPatch, engine: OnnxEngine, jobs: int) -> None:

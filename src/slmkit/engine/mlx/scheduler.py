@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from slmkit.engine.admission import AdmissionQueue, Job
+from slmkit.engine.admission import AdmissionQueue, Job, Outbox
 from slmkit.engine.base import FinishReason, TokenLogprob
 from slmkit.engine.mlx.logprobs import token_logprob
 from slmkit.engine.mlx.sampling import RequestSampler
@@ -44,6 +44,7 @@ class MlxScheduler:
         self.largest_batch = 0
         self.generator: Any = None
         self.failure: str | None = None
+        self.outbox = Outbox()  # the events of a turn of the loop, delivered together at its end
         self.thread = threading.Thread(target=self._run, name=f"slm-mlx-{name}", daemon=True)
         self.thread.start()
 
@@ -82,12 +83,14 @@ class MlxScheduler:
                 self._admit()
                 if self.rows:
                     self._step()
+                self.outbox.flush()
         except BaseException as exc:  # pragma: no cover - a bug: per-batch failures are caught in _step
             log.exception("mlx scheduler crashed")
             self.failure = f"engine failure: {type(exc).__name__}: {exc}"  # the registry loads the model again
             self._fail_all(self.failure, FinishReason.ERROR)
         finally:
             self._fail_all("the model was unloaded", FinishReason.CANCELLED)
+            self.outbox.flush()
             if self.generator is not None:
                 self.generator.close()
 
@@ -112,6 +115,7 @@ class MlxScheduler:
                       prompt_tokens=len(prompt))
             uid = self.generator.insert([prompt], max_tokens=[budget], samplers=[sampler])[0]
             self.slots[slot], self.rows[uid], self.uids[slot] = row, row, uid
+            job.outbox = self.outbox  # its events leave with the rest of the turn's
             self.sequences_total += 1
             self.largest_batch = max(self.largest_batch, len(self.rows))
 

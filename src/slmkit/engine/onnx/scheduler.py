@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from slmkit.engine.admission import AdmissionQueue, Job
+from slmkit.engine.admission import AdmissionQueue, Job, Outbox
 from slmkit.engine.base import FinishReason
 from slmkit.engine.onnx.batch import Row
 from slmkit.engine.onnx.decoder import Decoder
@@ -57,6 +57,7 @@ class OnnxScheduler:
         self.sequences_total = 0
         self.joined_running_total = 0  # sequences that joined while others were decoding
         self.largest_batch = 0
+        self.outbox = Outbox()  # the events of a turn of the loop, delivered together at its end
         self.thread = threading.Thread(target=self._run, name=f"slm-onnx-{name}", daemon=True)
         self.thread.start()
 
@@ -102,11 +103,13 @@ class OnnxScheduler:
                 self._read()
                 if self.running:
                     self._decode()
+                self.outbox.flush()
         except Exception as exc:  # pragma: no cover - a crash inside onnxruntime
             log.exception("onnx scheduler crashed")
             self._fail_all(f"engine failure: {exc}", FinishReason.ERROR)
         finally:
             self._fail_all("the model was unloaded", FinishReason.CANCELLED)
+            self.outbox.flush()
 
     def _free(self) -> list[OnnxSlot]:
         return [s for s in self.slots if not s.busy]
@@ -128,6 +131,7 @@ class OnnxScheduler:
                       end=SequenceEnd(request.stop, request.max_tokens, self.context_length),
                       prompt_tokens=len(request.prompt))
             slot.row = row  # the slot counts as taken from now on (admission)
+            job.outbox = self.outbox  # its events leave with the rest of the turn's
             self.reading.append(row)
 
     def _read(self) -> None:
