@@ -217,3 +217,34 @@ def test_step_cost_fit_and_threshold() -> None:
     a, b = cost.fit() or (0, 0)
     assert a == pytest.approx(0.006) and b == pytest.approx(0.004)
     assert cost.threshold(1, 1) < cost.threshold(8, 8) < 1  # drafts are dearer when the step is full
+
+
+def fitted_cost(a: float = 0.006, b: float = 0.004) -> StepCost:
+    cost = StepCost()
+    for _ in range(8):
+        for tokens in (1, 3, 5):
+            cost.observe(tokens, a + b * tokens, a + b * tokens)
+    return cost
+
+
+def test_beside_other_sequences_a_draft_must_earn_its_own_graph_evaluation() -> None:
+    cost = fitted_cost()
+    assert cost.entry(1, 1) == 0.0  # a lone sequence's draft joins its decode token's graph
+    threshold, entry = cost.threshold(8, 8), cost.entry(8, 8)
+    assert threshold == pytest.approx(0.032 / 0.038) and entry == pytest.approx(0.048 / 0.038)
+    likely = SpecState(NgramIndex(), hits=9.0, misses=1.0)  # 90% of its draft tokens accepted
+    assert likely.length(threshold, 16) == 1  # per token, the first one would pay...
+    assert likely.length(threshold, 16, entry, streams=8) == 0  # ...but not the extra evaluation
+    assert likely.length(cost.threshold(1, 1), 16, cost.entry(1, 1)) >= 4  # alone, it drafts
+    copying = SpecState(NgramIndex(), hits=60.0, misses=0.01)
+    assert copying.length(threshold, 16, entry, streams=8) == 10  # a near-perfect copier still pays
+
+
+def test_probes_are_shared_out_over_the_streams_and_only_where_drafts_could_pay() -> None:
+    cost = fitted_cost()
+    threshold, entry = cost.threshold(8, 8), cost.entry(8, 8)
+    idle = SpecState(NgramIndex(), hits=0.0, misses=5.0)
+    lengths = [idle.length(threshold, 16, entry, streams=8) for _ in range(256)]
+    assert lengths.count(1) == 2 and lengths.count(0) == 254  # one probe per 16 * 8 steps
+    # room for 4 draft tokens: even a perfect draft buys 4 tokens for a graph evaluation that yields 8
+    assert not any(idle.length(threshold, 4, entry, streams=8) for _ in range(256))

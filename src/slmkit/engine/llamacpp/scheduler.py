@@ -204,6 +204,7 @@ class Scheduler:
         """Append each speculating slot's draft after its decode token (see speculative.py)."""
         decoding = [s for s in active if s.batch_index >= 0 and not s.pending]
         threshold = self.step_cost.threshold(len(decoding), self.batch.n)
+        entry = self.step_cost.entry(len(decoding), self.batch.n)
         for slot in decoding:
             spec, request = slot.spec, slot.job.request if slot.job else None
             if spec is None or request is None:
@@ -211,7 +212,8 @@ class Scheduler:
             room = self.ctx.n_ctx_seq - len(slot.cached) - 2
             if request.max_tokens is not None:
                 room = min(room, request.max_tokens - slot.generated - 1)
-            draft = spec.index.draft(spec.length(threshold, min(room, budget, self.batch.free)))
+            limit = min(room, budget, self.batch.free)
+            draft = spec.index.draft(spec.length(threshold, limit, entry, len(decoding)))
             if not draft:
                 continue
             spec.draft, spec.draft_at = draft, self.batch.n

@@ -15,8 +15,11 @@ estimates: the probability that its next draft token is accepted (decayed counts
 recent verifications) and the cost of one more token in a step, against what a step yields
 now (a least-squares fit of step time to batch size). The i-th draft token is worth adding
 while ``p**i`` (the chance it becomes an output token) beats the output tokens a step's worth
-of time buys, ``b * outputs / step_time``. Open-ended chat, whose drafts are rejected, falls
-to no draft at all (with a one-token probe now and then, so a copying phase is noticed).
+of time buys, ``b * outputs / step_time``. Beside other sequences a draft also runs as a graph
+evaluation of its own (see ``StepCost.entry``), so it must earn that fixed cost ``a`` back
+too: at several streams on a CPU, where ``a`` is small against ``b``, drafts rarely do.
+Open-ended chat, whose drafts are rejected, falls to no draft at all (with a one-token probe
+now and then, so a copying phase is noticed).
 """
 
 from __future__ import annotations
@@ -82,17 +85,25 @@ class SpecState:
         """Estimated probability that the next draft token is accepted."""
         return self.hits / (self.hits + self.misses)
 
-    def length(self, threshold: float, limit: int) -> int:
-        """How many draft tokens are worth verifying: while ``rate**i > threshold``."""
-        p, reach, k = self.rate, self.rate, 0
-        while k < min(limit, MAX_DRAFT) and reach > threshold:
+    def length(self, threshold: float, limit: int, entry: float = 0.0, streams: int = 1) -> int:
+        """How many draft tokens are worth verifying: while ``rate**i > threshold``, and none
+        unless their expected surplus (the sum of ``rate**i - threshold``) covers ``entry``, what
+        a draft costs once whatever its length (StepCost.entry), in output tokens. A sequence
+        that drafts nothing probes with one token every ``PROBE_EVERY * streams`` steps (the
+        step pays for the probes of all ``streams`` decoding sequences), and only where even a
+        perfect draft could pay."""
+        p, reach, k, surplus = self.rate, self.rate, 0, 0.0
+        most = min(limit, MAX_DRAFT)
+        while k < most and reach > threshold:
             k += 1
+            surplus += reach - threshold
             reach *= p
-        if k > 0:
+        if k > 0 and surplus > entry:
             self.idle = 0
             return k
         self.idle += 1
-        if self.idle >= PROBE_EVERY and limit > 0:
+        # a one-token probe now and then notices a copying phase
+        if self.idle >= PROBE_EVERY * streams and most > 0 and most * (1.0 - threshold) > entry:
             self.idle = 0
             return 1
         return 0
@@ -151,3 +162,17 @@ class StepCost:
             return self.prior_ratio * outputs / (1.0 + self.prior_ratio * tokens)
         a, b = fitted
         return b * outputs / (a + b * tokens + self.overhead)
+
+    def entry(self, outputs: int, tokens: int) -> float:
+        """What a draft costs once, in output tokens, in a step of ``tokens`` tokens where
+        ``outputs`` sequences decode. With one KV stream per slot, llama.cpp splits a step into
+        micro-batches of consecutive sequences with the same number of tokens each, so a draft
+        beside other sequences' single tokens is evaluated as a graph of its own and pays a
+        step's fixed cost ``a`` again. A lone sequence's draft shares its decode token's graph."""
+        if outputs <= 1:
+            return 0.0
+        fitted = self.fit()
+        if fitted is None:
+            return outputs / (1.0 + self.prior_ratio * tokens)
+        a, b = fitted
+        return a * outputs / (a + b * tokens + self.overhead)
