@@ -17,7 +17,7 @@ from slmkit.engine.base import FinishReason, GenerationRequest, SamplingParams, 
 from slmkit.engine.llamacpp.engine import LlamaCppEngine
 from slmkit.engine.llamacpp.grammar import json_object_grammar
 from slmkit.engine.llamacpp.scheduler import Scheduler
-from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost
+from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost, one_graph
 from slmkit.settings import EngineSettings
 from slmkit.store.embedded import EMBEDDED
 
@@ -248,3 +248,9 @@ def test_probes_are_shared_out_over_the_streams_and_only_where_drafts_could_pay(
     assert lengths.count(1) == 2 and lengths.count(0) == 254  # one probe per 16 * 8 steps
     # room for 4 draft tokens: even a perfect draft buys 4 tokens for a graph evaluation that yields 8
     assert not any(idle.length(threshold, 4, entry, streams=8) for _ in range(256))
+
+
+def test_which_steps_are_one_graph_evaluation() -> None:
+    assert one_graph([0, 1, 2, 3], drafting=0) and one_graph([5], drafting=1) and one_graph([], drafting=0)
+    assert not one_graph([0, 2, 3], drafting=0)  # a free slot between busy ones splits the step
+    assert not one_graph([0, 1], drafting=1)  # a draft beside another sequence's token runs on its own

@@ -14,7 +14,7 @@ from slmkit.engine.llamacpp.logprobs import first_prompt_token, score, token_log
 from slmkit.engine.llamacpp.prompt_cache import MIN_TOKENS, PromptCache
 from slmkit.engine.llamacpp.sampler import Sampler
 from slmkit.engine.llamacpp.slots import Slot, common_prefix
-from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost
+from slmkit.engine.llamacpp.speculative import NgramIndex, SpecState, StepCost, one_graph
 from slmkit.errors import SlmkitError
 
 log = logging.getLogger("slmkit.engine")
@@ -165,8 +165,9 @@ class Scheduler:
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.admitted_at):
             budget -= self._add_prompt_chunk(slot, budget)
         prefill = budget < self.prefill_chunk
+        one_graph = True  # steps that llama.cpp splits into several graph evaluations stay out of the cost fit
         if not prefill:  # drafts get the step budget that no prompt chunk used
-            self._add_drafts(active, budget)
+            one_graph = self._add_drafts(active, budget)
         if batch.n == 0:
             return
         tokens, decode_start = batch.n, time.perf_counter()
@@ -181,7 +182,7 @@ class Scheduler:
             except Exception as exc:  # this request fails alone; the others continue
                 log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
                 self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
-        if not prefill:
+        if not prefill and one_graph:
             self.step_cost.observe(tokens, decode_s, time.perf_counter() - started)
 
     def _read_outputs(self, slot: Slot) -> None:
@@ -200,9 +201,12 @@ class Scheduler:
             token = slot.sampler.sample(self.ctx, slot.batch_index)
             self._on_token(slot, token, self._logprob(slot, token))
 
-    def _add_drafts(self, active: list[Slot], budget: int) -> None:
-        """Append each speculating slot's draft after its decode token (see speculative.py)."""
+    def _add_drafts(self, active: list[Slot], budget: int) -> bool:
+        """Append each speculating slot's draft after its decode token (see speculative.py).
+        True if the step is one graph evaluation: its sequences' ids are consecutive and no
+        draft sits beside other sequences' tokens (see StepCost.entry)."""
         decoding = [s for s in active if s.batch_index >= 0 and not s.pending]
+        drafting = 0
         threshold = self.step_cost.threshold(len(decoding), self.batch.n)
         entry = self.step_cost.entry(len(decoding), self.batch.n)
         for slot in decoding:
@@ -217,11 +221,13 @@ class Scheduler:
             if not draft:
                 continue
             spec.draft, spec.draft_at = draft, self.batch.n
+            drafting += 1
             spec.drafted += len(draft)
             self.spec_draft_total += len(draft)
             for j, token in enumerate(draft):
                 self.batch.add(token, len(slot.cached) + j, slot.seq, True)
             budget -= len(draft)
+        return one_graph([s.seq for s in decoding], drafting)
 
     def _verify(self, slot: Slot, spec: SpecState) -> None:
         """Sample position by position; keep draft tokens while they equal the sampled token,

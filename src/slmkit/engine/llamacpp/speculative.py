@@ -176,3 +176,11 @@ class StepCost:
             return outputs / (1.0 + self.prior_ratio * tokens)
         a, b = fitted
         return a * outputs / (a + b * tokens + self.overhead)
+
+
+def one_graph(seqs: list[int], drafting: int) -> bool:
+    """Whether llama.cpp evaluates a decode step as one graph: the decoding sequences' ids
+    (ascending, one token each) are consecutive, and no draft sits beside other sequences'
+    tokens (``drafting`` sequences carry one). Other steps are split into micro-batches."""
+    consecutive = not seqs or seqs[-1] - seqs[0] == len(seqs) - 1
+    return consecutive and (drafting == 0 or len(seqs) == 1)
