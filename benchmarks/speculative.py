@@ -5,11 +5,11 @@
 
 Two llama.cpp engines on the same GGUF (speculation on and off) decode the same requests,
 alternately: every item of the grounded workload (and of the fixed one, whose drafts are
-rejected), greedy; one at a time, or at --streams concurrent requests in rounds of 4 per stream
-(a closed loop that keeps --streams in flight; the engines take turns round by round). Prints how many outputs
-are identical token for token, the drafted and accepted tokens, and the median tokens/s of each
-engine (per request at one stream, aggregate per round at several), with the machine's load
-average, since a shared machine moves every figure.
+rejected), greedy; one at a time, or at --streams concurrent requests in rounds of 4 per
+stream (a closed loop that keeps --streams in flight; the engines take turns round by round).
+Prints how many outputs are identical token for token, the drafted and accepted tokens, and the
+median tokens/s of each engine (per request at one stream, aggregate per round at several), with
+the machine's load average, since a shared machine moves every figure.
 """
 
 from __future__ import annotations

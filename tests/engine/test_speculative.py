@@ -208,23 +208,20 @@ def test_draft_length_follows_acceptance_and_cost() -> None:
     assert spec.length(0.3, 16) >= 6 and spec.length(0.3, 2) == 2
 
 
-def test_step_cost_fit_and_threshold() -> None:
-    cost = StepCost()
-    for _ in range(8):
-        for tokens in (1, 3, 5):
-            cost.observe(tokens, 0.006 + 0.004 * tokens, 0.006 + 0.004 * tokens)
-    cost.observe(1, 5.0, 5.0)  # a stall of a busy machine moves no median
-    a, b = cost.fit() or (0, 0)
-    assert a == pytest.approx(0.006) and b == pytest.approx(0.004)
-    assert cost.threshold(1, 1) < cost.threshold(8, 8) < 1  # drafts are dearer when the step is full
-
-
 def fitted_cost(a: float = 0.006, b: float = 0.004) -> StepCost:
     cost = StepCost()
     for _ in range(8):
         for tokens in (1, 3, 5):
             cost.observe(tokens, a + b * tokens, a + b * tokens)
     return cost
+
+
+def test_step_cost_fit_and_threshold() -> None:
+    cost = fitted_cost()
+    cost.observe(1, 5.0, 5.0)  # a stall of a busy machine moves no median
+    a, b = cost.fit() or (0, 0)
+    assert a == pytest.approx(0.006) and b == pytest.approx(0.004)
+    assert cost.threshold(1, 1) < cost.threshold(8, 8) < 1  # drafts are dearer when the step is full
 
 
 def test_beside_other_sequences_a_draft_must_earn_its_own_graph_evaluation() -> None:

@@ -165,9 +165,9 @@ class Scheduler:
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.admitted_at):
             budget -= self._add_prompt_chunk(slot, budget)
         prefill = budget < self.prefill_chunk
-        one_graph = True  # steps that llama.cpp splits into several graph evaluations stay out of the cost fit
+        unsplit = True  # steps that llama.cpp splits into several graph evaluations stay out of the cost fit
         if not prefill:  # drafts get the step budget that no prompt chunk used
-            one_graph = self._add_drafts(active, budget)
+            unsplit = self._add_drafts(active, budget)
         if batch.n == 0:
             return
         tokens, decode_start = batch.n, time.perf_counter()
@@ -182,7 +182,7 @@ class Scheduler:
             except Exception as exc:  # this request fails alone; the others continue
                 log.exception("request %s failed", slot.job.request.request_id if slot.job else "?")
                 self._fail_slot(slot, exc.message if isinstance(exc, SlmkitError) else f"engine failure: {exc}")
-        if not prefill and one_graph:
+        if not prefill and unsplit:
             self.step_cost.observe(tokens, decode_s, time.perf_counter() - started)
 
     def _read_outputs(self, slot: Slot) -> None:

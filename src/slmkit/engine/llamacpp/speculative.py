@@ -157,11 +157,8 @@ class StepCost:
     def threshold(self, outputs: int, tokens: int) -> float:
         """The acceptance probability a draft token must beat, in a step of ``tokens`` tokens
         that yields ``outputs`` output tokens without drafts."""
-        fitted = self.fit()
-        if fitted is None:
-            return self.prior_ratio * outputs / (1.0 + self.prior_ratio * tokens)
-        a, b = fitted
-        return b * outputs / (a + b * tokens + self.overhead)
+        _, b, step = self._terms(tokens)
+        return b * outputs / step
 
     def entry(self, outputs: int, tokens: int) -> float:
         """What a draft costs once, in output tokens, in a step of ``tokens`` tokens where
@@ -171,11 +168,16 @@ class StepCost:
         step's fixed cost ``a`` again. A lone sequence's draft shares its decode token's graph."""
         if outputs <= 1:
             return 0.0
+        a, _, step = self._terms(tokens)
+        return a * outputs / step
+
+    def _terms(self, tokens: int) -> tuple[float, float, float]:
+        """``(a, b, time of a step of tokens)``; before a fit, in units of ``a`` at the prior ratio."""
         fitted = self.fit()
         if fitted is None:
-            return outputs / (1.0 + self.prior_ratio * tokens)
+            return 1.0, self.prior_ratio, 1.0 + self.prior_ratio * tokens
         a, b = fitted
-        return a * outputs / (a + b * tokens + self.overhead)
+        return a, b, a + b * tokens + self.overhead
 
 
 def one_graph(seqs: list[int], drafting: int) -> bool:
